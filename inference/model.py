@@ -1,0 +1,175 @@
+"""The I3D classifier: the model directory contract, loading (directory or GluonCV model zoo),
+device choice, and the forward pass.
+
+Model directory (also the SageMaker ``model.tar.gz`` layout, compatible with the seed):
+``model-symbol.json`` + ``model-0000.params`` (an exported hybridized Gluon network),
+``classes.txt`` (one class a line) and ``model.json`` (the ModelCard below).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from clipwatch.errors import ModelUnavailable
+from clipwatch.records import utc_now
+
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+DEFAULT_MODEL_DIR = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz
+ZOO_CACHE = Path(os.environ.get("MXNET_HOME", Path.home() / ".mxnet")) / "models"
+
+
+class InputSpec(BaseModel):
+    frames: int = 32
+    stride: int = 2
+    resize: tuple[int, int] = (340, 256)  # (width, height) decord scales to, as GluonCV's loader
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+class ModelCard(BaseModel):
+    """``model.json``: what a model expects and how it was made."""
+
+    architecture: str = "i3d_resnet50_v1_custom"
+    version: str
+    input: InputSpec = Field(default_factory=InputSpec)
+    temperature: float = 1.0  # divides the logits; fitted on validation data (calibration)
+    created_at: str = Field(default_factory=utc_now)
+    metrics: dict = Field(default_factory=dict)
+    notes: str = ""
+
+
+def pick_context():
+    """A GPU when one is present (cloud endpoints run on ml.g4dn/g5), the CPU otherwise."""
+    import mxnet as mx
+
+    return mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu()
+
+
+class Classifier:
+    """A loaded network and its card. ``logits`` is serialized: an MXNet executor is not safe
+    to run from two threads at once, and on a 2-core CPU a second concurrent forward would only
+    slow the first."""
+
+    def __init__(self, net, card: ModelCard, classes: list[str], ctx):
+        self.net, self.card, self.classes, self.ctx = net, card, classes, ctx
+        self._lock = threading.Lock()
+
+    @property
+    def device(self) -> str:
+        return "gpu" if self.ctx.device_type == "gpu" else "cpu"
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, T, H, W) float32 → (N, classes) float32."""
+        import mxnet as mx
+
+        with self._lock:
+            return self.net(mx.nd.array(batch, ctx=self.ctx)).asnumpy()
+
+    def warm_up(self, batch_size: int = 1) -> None:
+        """One forward at start-up, so the first request does not pay for graph allocation."""
+        s = self.card.input
+        self.logits(np.zeros((batch_size, 3, s.frames, s.crop, s.crop), np.float32))
+
+
+def load_classifier(source: str | Path = DEFAULT_MODEL_DIR, ctx=None,
+                    cache_dir: Path | None = None) -> Classifier:
+    """From a model directory, or from a GluonCV model-zoo name (e.g.
+    ``i3d_resnet50_v1_kinetics400``), downloading its pretrained weights on first use."""
+    ctx = ctx or pick_context()
+    path = Path(source)
+    if path.is_dir():
+        return _load_dir(path, ctx)
+    if str(source).startswith(("i3d_", "slowfast_", "r2plus1d_", "tpn_")):
+        return _load_zoo(str(source), ctx, cache_dir or ZOO_CACHE)
+    raise ModelUnavailable(
+        f"no model directory at {path} (expected model-symbol.json, model-0000.params, "
+        "classes.txt, model.json) and not a GluonCV video model-zoo name")
+
+
+def _load_dir(path: Path, ctx) -> Classifier:
+    import mxnet as mx
+
+    missing = [f for f in ("model-symbol.json", "model-0000.params", "classes.txt")
+               if not (path / f).is_file()]
+    if missing:
+        raise ModelUnavailable(f"model directory {path} lacks {', '.join(missing)}")
+    classes = [c.strip() for c in (path / "classes.txt").read_text().splitlines() if c.strip()]
+    card_file = path / "model.json"
+    # A seed model directory has no model.json: its spec is the GluonCV I3D default.
+    card = (ModelCard.model_validate_json(card_file.read_text()) if card_file.is_file()
+            else ModelCard(version=f"{path.name}-seed"))
+    try:
+        net = mx.gluon.SymbolBlock.imports(
+            str(path / "model-symbol.json"), ["data"], str(path / "model-0000.params"), ctx=ctx)
+    except Exception as exc:
+        raise ModelUnavailable(f"cannot load the network in {path}: {exc}") from None
+    net.hybridize(static_alloc=True, static_shape=True)
+    return Classifier(net, card, classes, ctx)
+
+
+def _load_zoo(name: str, ctx, cache_dir: Path) -> Classifier:
+    from gluoncv.model_zoo import get_model
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        net = get_model(name, pretrained=True, root=str(cache_dir), ctx=ctx)
+    except ValueError as exc:
+        raise ModelUnavailable(f"unknown GluonCV model {name!r}: {exc}") from None
+    except Exception as exc:  # no network, no file: say where the weights must go
+        raise ModelUnavailable(
+            f"could not download the pretrained weights of {name} into {cache_dir} ({exc}); "
+            f"put the .params file there, or serve a model directory with --model DIR") from None
+    net.hybridize(static_alloc=True, static_shape=True)
+    classes = list(getattr(net, "classes", [])) or [str(i) for i in range(_num_outputs(net, ctx))]
+    return Classifier(net, ModelCard(architecture=name, version=name), classes, ctx)
+
+
+def _num_outputs(net, ctx) -> int:
+    import mxnet as mx
+
+    s = InputSpec()
+    return net(mx.nd.zeros((1, 3, s.frames, s.crop, s.crop), ctx=ctx)).shape[1]
+
+
+def build_i3d(num_classes: int, spec: InputSpec | None = None, ctx=None, seed: int = 0):
+    """A GluonCV I3D-ResNet50 with freshly initialized weights (no download): the base for
+    fine-tuning and the network of the tests' tiny random-weight models."""
+    import mxnet as mx
+    from gluoncv.model_zoo import get_model
+
+    mx.random.seed(seed)
+    net = get_model("i3d_resnet50_v1_custom", nclass=num_classes, pretrained=False,
+                    pretrained_base=False, use_kinetics_pretrain=False,
+                    num_segments=1, num_crop=1, ctx=ctx or mx.cpu())
+    net.initialize(mx.init.Xavier(), ctx=ctx or mx.cpu(), force_reinit=True)
+    return net
+
+
+def save_model_dir(net, out: str | Path, classes: list[str], card: ModelCard,
+                   ctx=None) -> Path:
+    """Export a Gluon network into the model directory layout."""
+    import mxnet as mx
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = card.input
+    net.hybridize(static_alloc=True, static_shape=True)
+    net(mx.nd.zeros((1, 3, s.frames, s.crop, s.crop), ctx=ctx or mx.cpu()))  # trace the graph
+    net.export(str(out / "model"), epoch=0)
+    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    (out / "model.json").write_text(card.model_dump_json(indent=2) + "\n")
+    return out
+
+
+def read_card(path: str | Path) -> Optional[ModelCard]:
+    f = Path(path) / "model.json"
+    return ModelCard.model_validate(json.loads(f.read_text())) if f.is_file() else None

@@ -1,0 +1,121 @@
+"""One invocation, top to bottom: fetch → decode → preprocess → model → summarize → store.
+
+This is the whole serving contract; the HTTP server, the SageMaker entry script and the
+in-process worker client all call ``Endpoint.invoke``.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clipwatch import metrics
+from clipwatch.blobs import SegmentReader
+from clipwatch.config import Settings
+from clipwatch.records import InvocationRequest, LabelScore, Prediction, SegmentRef
+from clipwatch.review_policy import ReviewPolicy
+from clipwatch.store import PredictionStore, open_store, save_prediction
+
+from .decode import decode_clips
+from .model import Classifier
+from .preprocess import normalize_clips
+from .sampling import ClipSampler
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class Summary:
+    probabilities: np.ndarray  # calibrated, averaged over clips
+    top: list[int]  # class indices, best first
+    confidence: float
+    margin: float
+    entropy: float
+
+
+def summarize(logits: np.ndarray, temperature: float, top_k: int) -> Summary:
+    """Average the clips' calibrated probabilities and measure how sure the model is."""
+    probs = softmax(logits, temperature).mean(axis=0)
+    order = np.argsort(-probs)
+    second = float(probs[order[1]]) if len(order) > 1 else 0.0
+    entropy = float(-(probs * np.log(np.clip(probs, 1e-12, None))).sum())
+    return Summary(probs, [int(i) for i in order[:top_k]], float(probs[order[0]]),
+                   float(probs[order[0]]) - second, entropy)
+
+
+@dataclass
+class Timer:
+    ms: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - start
+            self.ms[name] = round(seconds * 1000.0, 2)
+            metrics.PHASE_SECONDS.labels(name).observe(seconds)
+
+
+class Endpoint:
+    def __init__(self, classifier: Classifier, reader: SegmentReader,
+                 store: PredictionStore | None, policy: ReviewPolicy = ReviewPolicy(),
+                 clips: int = 1, snap_to_keyframe: bool = True, top_k: int = 5):
+        spec = classifier.card.input
+        self.classifier, self.reader, self.store, self.policy = classifier, reader, store, policy
+        self.sampler = ClipSampler(spec.frames, spec.stride, clips, snap_to_keyframe)
+        self.top_k = top_k
+        metrics.MODEL_INFO.info({
+            "version": classifier.card.version, "architecture": classifier.card.architecture,
+            "device": classifier.device, "backend": "mxnet", "classes": str(len(classifier.classes))})
+
+    @classmethod
+    def from_settings(cls, classifier: Classifier, settings: Settings, **kw) -> "Endpoint":
+        reader = SegmentReader(settings.allowed_buckets, settings.allowed_dirs,
+                               settings.max_segment_bytes)
+        return cls(classifier, reader, open_store(settings.store_url), settings.review, **kw)
+
+    def invoke(self, request: InvocationRequest) -> Prediction:
+        segment = request.segment()
+        timer = Timer()
+        spec = self.classifier.card.input
+        with timer.phase("total"):
+            with timer.phase("fetch"):
+                data = self.reader.read(segment.uri)
+            with timer.phase("decode"):
+                decoded = decode_clips(data, self.sampler, spec.resize)
+            with timer.phase("preprocess"):
+                batch = normalize_clips(decoded.frames, spec.crop, spec.mean, spec.std)
+            with timer.phase("model"):
+                logits = self.classifier.logits(batch)
+            prediction = self._prediction(segment, logits, decoded.indices, timer.ms)
+            with timer.phase("store"):
+                if self.store is not None:
+                    task = save_prediction(self.store, prediction)
+                    if task is not None:
+                        metrics.REVIEW_TASKS.inc()
+                    if not prediction.stored:
+                        metrics.DUPLICATES.inc()
+        prediction.timings_ms = dict(timer.ms)
+        return prediction
+
+    def _prediction(self, segment: SegmentRef, logits: np.ndarray, frames: list[list[int]],
+                    timings: dict[str, float]) -> Prediction:
+        card, classes = self.classifier.card, self.classifier.classes
+        s = summarize(logits, card.temperature, self.top_k)
+        return Prediction(
+            stream_id=segment.stream_id, sequence=segment.sequence, segment_uri=segment.uri,
+            start_time=segment.start_time, model_version=card.version, label=classes[s.top[0]],
+            confidence=s.confidence, margin=s.margin, entropy=s.entropy,
+            top_k=[LabelScore(label=classes[i], probability=float(s.probabilities[i])) for i in s.top],
+            frames=frames, device=self.classifier.device, timings_ms=dict(timings),
+            review=self.policy.decide(s.confidence, s.margin))

@@ -1,0 +1,114 @@
+"""The SageMaker inference container contract over HTTP: ``GET /ping``, ``POST /invocations``
+(JSON naming a segment, answered with the Prediction as JSON), plus ``GET /metrics``.
+
+Bad input never reaches a stack trace: every problem is a 4xx JSON body
+``{"error": {"code", "message"}}``, counted in ``clipwatch_endpoint_invocations_total`` by code.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from clipwatch import metrics
+from clipwatch.errors import ClipwatchError, SegmentTooLarge, UnsupportedMediaType
+from clipwatch.records import InvocationRequest
+
+from .predictor import Endpoint
+
+log = logging.getLogger("clipwatch.endpoint")
+MAX_BODY_BYTES = 64 * 1024  # a request names a segment; the segment itself never travels here
+_NOT_JSON = ("video/", "audio/", "image/", "multipart/", "application/x-www-form-urlencoded")
+
+
+def create_app(endpoint: Endpoint) -> FastAPI:
+    app = FastAPI(title="clipwatch endpoint", docs_url=None, redoc_url=None)
+    card = endpoint.classifier.card
+
+    @app.get("/ping")
+    def ping():
+        return {"status": "healthy", "model_version": card.version,
+                "architecture": card.architecture, "device": endpoint.classifier.device,
+                "backend": "mxnet", "classes": len(endpoint.classifier.classes)}
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/invocations")
+    async def invocations(request: Request):
+        with metrics.IN_FLIGHT.track_inprogress():
+            try:
+                content_type = request.headers.get("content-type", "").lower()
+                if content_type.startswith(_NOT_JSON):
+                    raise UnsupportedMediaType(
+                        f"content type {content_type!r}: send JSON naming the segment "
+                        '({"s3_uri": "s3://bucket/key.ts"}), not the media itself')
+                body = await request.body()
+                if len(body) > MAX_BODY_BYTES:
+                    raise SegmentTooLarge(f"request body of {len(body)} bytes; the limit is "
+                                          f"{MAX_BODY_BYTES} (send the segment's URI, not its bytes)")
+                parsed = InvocationRequest.parse(body)
+                prediction = await run_in_threadpool(endpoint.invoke, parsed)
+            except ClipwatchError as exc:
+                metrics.INVOCATIONS.labels(exc.code).inc()
+                log.info("rejected invocation: %s", exc.message)
+                return JSONResponse(exc.to_json(), status_code=exc.status)
+            except Exception:
+                metrics.INVOCATIONS.labels("internal_error").inc()
+                log.exception("invocation failed")
+                return JSONResponse({"error": {"code": "internal_error",
+                                               "message": "internal error; see the endpoint log"}},
+                                    status_code=500)
+            metrics.INVOCATIONS.labels("ok").inc()
+            return Response(prediction.model_dump_json(), media_type="application/json")
+
+    return app
+
+
+def build_app(model: str, settings, clips: int = 1, snap_to_keyframe: bool = True) -> FastAPI:
+    """Load the model (warmed up) and wire the endpoint from settings."""
+    from .model import load_classifier
+
+    classifier = load_classifier(model)
+    classifier.warm_up()
+    return create_app(Endpoint.from_settings(classifier, settings, clips=clips,
+                                             snap_to_keyframe=snap_to_keyframe))
+
+
+class BackgroundServer:
+    """uvicorn in a daemon thread on loopback: for tests, the demo and benchmarks."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
+        import socket
+        import threading
+
+        import uvicorn
+
+        if port == 0:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+        self.url = f"http://{host}:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                                    timeout_keep_alive=75))
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="endpoint")
+
+    def __enter__(self) -> "BackgroundServer":
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"endpoint did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

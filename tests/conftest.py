@@ -1,0 +1,88 @@
+"""Fixtures start real things: ffmpeg-rendered H.264 segments, moto's HTTP server on loopback,
+a real I3D network (random weights, small input) exported to a model directory, and the
+endpoint served by uvicorn."""
+
+from __future__ import annotations
+
+import uuid
+
+import mxnet  # noqa: F401  -- before any decord import (see inference/decode.py)
+from pathlib import Path
+
+import pytest
+
+from clipwatch.localstack import LocalAws
+from clipwatch.testmedia import render_audio_only, render_segment
+
+TINY_CLASSES = ["walking", "running", "jumping", "waving"]
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> dict[str, Path]:
+    """Segments shaped like a live encoder's (10 s, 1280×720, 30 fps, GOP 60) plus bad media."""
+    d = tmp_path_factory.mktemp("media")
+    full = render_segment(d / "live_00001.ts", seed=1)
+    data = full.read_bytes()
+    (d / "truncated.ts").write_bytes(data[:3000])
+    (d / "garbage.ts").write_bytes(bytes(range(256)) * 400)
+    (d / "empty.ts").write_bytes(b"")
+    return {
+        "segment": full,
+        "segment2": render_segment(d / "live_00002.ts", seed=7, pattern="mandelbrot"),
+        "short": render_segment(d / "short.ts", seconds=1.0, size=(320, 240)),
+        "audio_only": render_audio_only(d / "audio_only.ts"),
+        "truncated": d / "truncated.ts",
+        "garbage": d / "garbage.ts",
+        "empty": d / "empty.ts",
+        "dir": d,
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The real I3D-ResNet50 graph with random weights and a small input (8 frames, 64 px), so
+    forwards take milliseconds; accuracy does not matter where it is used."""
+    from inference.model import InputSpec, ModelCard, build_i3d, save_model_dir
+
+    spec = InputSpec(frames=8, stride=2, resize=(128, 96), crop=64)
+    out = tmp_path_factory.mktemp("tiny-model")
+    return save_model_dir(build_i3d(len(TINY_CLASSES), spec), out, TINY_CLASSES,
+                          ModelCard(version="tiny-1", input=spec))
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_model_dir):
+    from inference.model import load_classifier
+
+    return load_classifier(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def aws():
+    """moto's server on a loopback port; boto3 in this process talks to it over HTTP."""
+    server = LocalAws().start()
+    server.use()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(aws, media) -> str:
+    """A fresh bucket holding the two good segments under live/."""
+    import boto3
+
+    name = f"seg-{uuid.uuid4().hex[:10]}"
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=name)
+    for key in ("segment", "segment2"):
+        s3.upload_file(str(media[key]), name, f"live/{media[key].name}")
+    return name
+
+
+@pytest.fixture
+def dynamo_store(aws):
+    from clipwatch.store.dynamodb import DynamoStore
+
+    store = DynamoStore(prefix=f"t{uuid.uuid4().hex[:8]}")
+    store.create_tables()
+    return store

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from clipwatch.errors import VideoTooShort
+from inference.sampling import ClipSampler
+
+
+def gluoncv_val_indices(num_frames, new_length, new_step, num_segments):
+    """The frame ids GluonCV's VideoClsCustom (decord loader, validation mode) reads."""
+    from gluoncv.data.video_custom.classification import VideoClsCustom
+
+    ds = VideoClsCustom.__new__(VideoClsCustom)
+    ds.num_segments, ds.new_length, ds.new_step = num_segments, new_length, new_step
+    ds.skip_length, ds.temporal_jitter = new_length * new_step, False
+    offsets, skips = VideoClsCustom._sample_val_indices(ds, num_frames)
+    ids = []
+    for seg in offsets:
+        offset, clip = int(seg), []
+        for i, _ in enumerate(range(0, ds.skip_length, new_step)):
+            clip.append(offset + skips[i] - 1 if offset + skips[i] <= num_frames else offset - 1)
+            if offset + new_step < num_frames:
+                offset += new_step
+        ids.append(clip)
+    return ids
+
+
+@pytest.mark.parametrize("num_frames", [64, 65, 100, 250, 300, 301, 600])
+@pytest.mark.parametrize("clips", [1, 2, 3])
+@pytest.mark.parametrize("frames,stride", [(32, 2), (32, 1), (8, 4)])
+def test_default_sampling_is_gluoncvs_validation_sampling(num_frames, clips, frames, stride):
+    ours = ClipSampler(frames, stride, clips, snap_to_keyframe=False).indices(num_frames)
+    assert ours == gluoncv_val_indices(num_frames, frames, stride, clips)
+
+
+def test_ten_second_segment_default_is_centered_two_seconds():
+    (clip,) = ClipSampler().indices(300)
+    assert clip[0] == 118 and clip[-1] == 180 and len(clip) == 32
+    assert np.all(np.diff(clip) == 2)
+
+
+def test_snaps_to_a_nearby_keyframe_only():
+    s = ClipSampler()
+    assert s.starts(300, keyframes=[0, 60, 120, 180, 240]) == [120]
+    assert s.starts(300, keyframes=[0, 250]) == [118]  # too far: keep the centered start
+    assert s.starts(64, keyframes=[0, 30]) == [0]  # a keyframe whose clip would overrun: ignored
+
+
+def test_clips_spread_over_the_segment():
+    starts = ClipSampler(clips=3, snap_to_keyframe=False).starts(300)
+    assert starts == sorted(starts) and starts[0] < 60 and starts[-1] > 170
+
+
+def test_too_short_video_names_the_numbers():
+    with pytest.raises(VideoTooShort, match="30 frames.*needs 63"):
+        ClipSampler().indices(30)
