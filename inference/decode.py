@@ -5,11 +5,19 @@ the sampler asks for: one seek per clip, then consecutive frames (decord re-seek
 non-consecutive index, which for a stride-2 clip costs ~1.6× more than decoding the run and
 dropping every other frame). decord scales each frame to the model's ``resize`` as it converts
 it, like GluonCV's loader, so full-size RGB frames are never materialized.
+
+MPEG-TS is first remuxed (``ffmpeg -c copy``, no re-encoding, in memory through pipes) into
+fragmented MP4. decord 0.6 indexes TS wrongly: HLS segments start at a non-zero timestamp, and
+measured against ffmpeg's own decode, decord's frame ``i`` of a 10 s 2 s-GOP segment is really
+frame ``i + 60`` and its last GOP comes back as copies of one frame (a segment of a single GOP
+cannot be read at all). In MP4 every index matches ffmpeg's frame exactly (tests/test_decode.py).
 """
 
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,10 +51,34 @@ class DecodedClips:
     fps: float
 
 
+def is_mpegts(data: bytes) -> bool:
+    """TS packets are 188 bytes, each starting with the sync byte 0x47."""
+    return len(data) >= 377 and data[0] == data[188] == data[376] == 0x47
+
+
+def remux_to_mp4(data: bytes) -> bytes:
+    """The first video stream of a TS, stream-copied into fragmented MP4 (no temp files)."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise RuntimeError("ffmpeg is required to read MPEG-TS segments and is not installed")
+    proc = subprocess.run(
+        [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "mpegts", "-i", "pipe:0",
+         "-map", "0:v:0", "-c", "copy", "-f", "mp4", "-movflags", "frag_keyframe+empty_moov",
+         "pipe:1"], input=data, capture_output=True, timeout=60)
+    if proc.returncode != 0 or not proc.stdout:
+        text = proc.stderr.decode(errors="replace")
+        if "matches no streams" in text:
+            raise UndecodableVideo("segment has no video stream (audio-only?)")
+        raise UndecodableVideo(f"segment is not decodable video: {_first_line(text)}")
+    return proc.stdout
+
+
 def open_video(data: bytes, width: int = -1, height: int = -1):
     decord = _import_decord()
     if not data:
         raise UndecodableVideo("segment is empty (0 bytes)")
+    if is_mpegts(data):
+        data = remux_to_mp4(data)
     try:
         return decord.VideoReader(io.BytesIO(data), width=width, height=height, num_threads=0)
     except Exception as exc:  # decord raises DECORDError / RuntimeError with libav's text

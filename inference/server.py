@@ -7,6 +7,7 @@ Bad input never reaches a stack trace: every problem is a 4xx JSON body
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -39,8 +40,8 @@ def create_app(endpoint: Endpoint) -> FastAPI:
     def prometheus_metrics():
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/invocations")
-    async def invocations(request: Request):
+    async def invoke(request: Request) -> tuple[int, bytes]:
+        """Run one invocation; the status and JSON body the container answers with."""
         with metrics.IN_FLIGHT.track_inprogress():
             try:
                 content_type = request.headers.get("content-type", "").lower()
@@ -57,15 +58,35 @@ def create_app(endpoint: Endpoint) -> FastAPI:
             except ClipwatchError as exc:
                 metrics.INVOCATIONS.labels(exc.code).inc()
                 log.info("rejected invocation: %s", exc.message)
-                return JSONResponse(exc.to_json(), status_code=exc.status)
+                return exc.status, json.dumps(exc.to_json()).encode()
             except Exception:
                 metrics.INVOCATIONS.labels("internal_error").inc()
                 log.exception("invocation failed")
-                return JSONResponse({"error": {"code": "internal_error",
-                                               "message": "internal error; see the endpoint log"}},
-                                    status_code=500)
+                return 500, json.dumps({"error": {"code": "internal_error",
+                                                  "message": "internal error; see the endpoint log"}}).encode()
             metrics.INVOCATIONS.labels("ok").inc()
-            return Response(prediction.model_dump_json(), media_type="application/json")
+            return 200, prediction.model_dump_json().encode()
+
+    @app.post("/invocations")
+    async def invocations(request: Request):
+        """The container contract."""
+        status, body = await invoke(request)
+        return Response(body, status_code=status, media_type="application/json")
+
+    @app.post("/endpoints/{endpoint_name}/invocations")
+    async def runtime_invocations(endpoint_name: str, request: Request):
+        """The SageMaker Runtime API route, so boto3's ``sagemaker-runtime`` client works with
+        ``endpoint_url`` pointed here. Like SageMaker, a container error becomes a 424
+        ModelError carrying the original status and body."""
+        status, body = await invoke(request)
+        if status == 200:
+            return Response(body, media_type="application/json")
+        kind = "client" if status < 500 else "server"
+        return JSONResponse(
+            {"Message": f"Received {kind} error ({status}) from primary with message "
+                        f'"{body.decode()}". See the endpoint log.',
+             "OriginalStatusCode": status, "OriginalMessage": body.decode()},
+            status_code=424, headers={"x-amzn-ErrorType": "ModelError"})
 
     return app
 

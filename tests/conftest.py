@@ -29,7 +29,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
     return {
         "segment": full,
         "segment2": render_segment(d / "live_00002.ts", seed=7, pattern="mandelbrot"),
-        "short": render_segment(d / "short.ts", seconds=1.0, size=(320, 240)),
+        "short": render_segment(d / "short.ts", seconds=0.3, size=(320, 240)),  # 9 frames
         "audio_only": render_audio_only(d / "audio_only.ts"),
         "truncated": d / "truncated.ts",
         "garbage": d / "garbage.ts",
