@@ -8,12 +8,9 @@ Model directory (also the SageMaker ``model.tar.gz`` layout, compatible with the
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
-from typing import Optional
-
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -169,7 +166,3 @@ def save_model_dir(net, out: str | Path, classes: list[str], card: ModelCard,
     (out / "model.json").write_text(card.model_dump_json(indent=2) + "\n")
     return out
 
-
-def read_card(path: str | Path) -> Optional[ModelCard]:
-    f = Path(path) / "model.json"
-    return ModelCard.model_validate(json.loads(f.read_text())) if f.is_file() else None

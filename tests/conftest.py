@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import inference  # noqa: F401  -- sets MXNet's thread count before MXNet loads
 import mxnet  # noqa: F401  -- before any decord import (see inference/decode.py)
 from pathlib import Path
 

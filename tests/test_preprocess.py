@@ -1,4 +1,3 @@
-import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.data.transforms.video import VideoGroupValTransform
