@@ -88,14 +88,23 @@ def open_video(data: bytes, width: int = -1, height: int = -1):
         raise UndecodableVideo(f"segment is not decodable video: {_first_line(text)}") from None
 
 
-def decode_clips(data: bytes, sampler: ClipSampler, resize: tuple[int, int] = (340, 256)) -> DecodedClips:
-    """Decode the frames ``sampler`` picks, scaled to ``resize`` = (width, height)."""
+def decode_clips(data: bytes, sampler: ClipSampler, resize: tuple[int, int] = (340, 256),
+                 window: tuple[float, float] | None = None, rng=None) -> DecodedClips:
+    """Decode the frames ``sampler`` picks, scaled to ``resize`` = (width, height).
+
+    ``window`` = (start, end) in seconds limits sampling to that stretch (a reviewer's
+    segment); ``rng`` switches to random (training) sampling."""
     vr = open_video(data, width=resize[0], height=resize[1])
     num_frames = len(vr)
     if num_frames == 0:
         raise UndecodableVideo("segment has no video frames")
-    keyframes = vr.get_key_indices() if sampler.snap_to_keyframe else ()
-    indices = sampler.indices(num_frames, keyframes)
+    first, last = 0, num_frames
+    if window is not None:
+        fps = float(vr.get_avg_fps())
+        first, last = max(0, int(window[0] * fps)), min(num_frames, int(round(window[1] * fps)))
+    keyframes = vr.get_key_indices() if sampler.snap_to_keyframe and rng is None else ()
+    indices = [[first + i for i in clip] for clip in
+               sampler.indices(last - first, [k - first for k in keyframes if k >= first], rng)]
     clips = []
     try:
         for clip in indices:

@@ -159,7 +159,7 @@ def save_model_dir(net, out: str | Path, classes: list[str], card: ModelCard,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = card.input
-    net.hybridize(static_alloc=True, static_shape=True)
+    net.hybridize()
     net(mx.nd.zeros((1, 3, s.frames, s.crop, s.crop), ctx=ctx or mx.cpu()))  # trace the graph
     net.export(str(out / "model"), epoch=0)
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))

@@ -33,11 +33,19 @@ class ClipSampler:
         """Frames from a clip's first sampled frame to its last, inclusive."""
         return (self.frames - 1) * self.stride + 1
 
-    def starts(self, num_frames: int, keyframes: Sequence[int] = ()) -> list[int]:
+    def _check_length(self, num_frames: int) -> None:
         if num_frames < self.span:
             raise VideoTooShort(
                 f"video has {num_frames} frames; a clip of {self.frames} frames "
                 f"{self.stride} apart needs {self.span}")
+
+    def starts(self, num_frames: int, keyframes: Sequence[int] = (), rng=None) -> list[int]:
+        """Clip start frames: evenly spread (validation, serving), or with ``rng`` one random
+        start in each of ``clips`` equal sections (GluonCV's training sampling)."""
+        self._check_length(num_frames)
+        if rng is not None:
+            section = (num_frames - self.span + 1) / self.clips
+            return [int(section * i) + int(rng.integers(max(int(section), 1))) for i in range(self.clips)]
         skip_length = self.frames * self.stride  # GluonCV's skip_length = new_length * new_step
         if num_frames > self.clips + skip_length - 1:
             tick = (num_frames - skip_length + 1) / self.clips
@@ -52,6 +60,7 @@ class ClipSampler:
         fits = [k for k in keyframes if k + self.span <= num_frames and abs(k - start) <= self.span // 2]
         return min(fits, key=lambda k: (abs(k - start), k)) if fits else start
 
-    def indices(self, num_frames: int, keyframes: Sequence[int] = ()) -> list[list[int]]:
+    def indices(self, num_frames: int, keyframes: Sequence[int] = (), rng=None) -> list[list[int]]:
         """Frame indices of each clip."""
-        return [list(range(s, s + self.span, self.stride)) for s in self.starts(num_frames, keyframes)]
+        return [list(range(s, s + self.span, self.stride))
+                for s in self.starts(num_frames, keyframes, rng)]

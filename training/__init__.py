@@ -1,0 +1,1 @@
+"""Offline model work: calibrating and evaluating the I3D classifier on held-out clips."""

@@ -1,0 +1,75 @@
+"""Evaluate a model directory on held-out clips, and calibrate it.
+
+The temperature is fitted on the validation split (never the test split it is scored on) and
+written into the model's ``model.json``, so the endpoint's confidence — which decides what goes
+to human review — is calibrated. Outputs beside each other: ``evaluation.json``,
+``confusion.png`` and ``reliability.png`` (before/after temperature scaling).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from inference.model import ModelCard, load_classifier
+from inference.predictor import softmax
+
+from .calibration import ece, fit_temperature, reliability
+from .datasets import ClipDataset, DatasetError, dataset_logits, load_split
+from .metrics import summarize
+from .plots import plot_confusion, plot_reliability
+from .train import package_model
+
+
+def evaluate(model_dir: Path, data: Path, split: str = "test", calibration_split: str = "val",
+             out: Path | None = None, batch_size: int = 16, calibrate: bool = True) -> dict:
+    model_dir = Path(model_dir)
+    out = Path(out) if out else model_dir / "evaluation"
+    classifier = load_classifier(model_dir)
+    skipped: dict[str, str] = {}
+
+    def logits_of(split_name: str):
+        classes, records = load_split(Path(data), split_name)
+        if classes != classifier.classes:
+            raise DatasetError(f"{data}: classes {classes} differ from the model's {classifier.classes}")
+        dataset = ClipDataset(records, classifier.card.input, train=False)
+        with ThreadPoolExecutor(2) as pool:
+            return dataset_logits(classifier.logits, dataset, pool, batch_size, skipped)
+
+    temperature = classifier.card.temperature
+    if calibrate:
+        temperature = fit_temperature(*logits_of(calibration_split))
+    logits, labels = logits_of(split)
+    before = summarize(logits, labels, classifier.classes, 1.0)
+    after = summarize(logits, labels, classifier.classes, temperature)
+    bins_before = reliability(softmax(logits), labels)
+    bins_after = reliability(softmax(logits, temperature), labels)
+    result = {
+        "model": str(model_dir), "model_version": classifier.card.version, "data": str(data),
+        "split": split, "calibrated_on": calibration_split if calibrate else None,
+        "temperature": temperature, "ece_before": ece(softmax(logits), labels),
+        "ece_after": ece(softmax(logits, temperature), labels),
+        "nll_before": before["nll"], "nll_after": after["nll"], **{k: after[k] for k in
+        ("clips", "top1", "top5", "per_class", "confusion")},
+        "skipped_clips": skipped,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    plot_confusion(after["confusion"], classifier.classes, out / "confusion.png",
+                   f"{classifier.card.version} on {split} ({result['clips']} clips, top-1 {result['top1']:.3f})")
+    plot_reliability(bins_before, bins_after, out / "reliability.png", result["ece_before"], result["ece_after"])
+    (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    if calibrate:
+        _store_calibration(model_dir, result)
+    return result
+
+
+def _store_calibration(model_dir: Path, result: dict) -> None:
+    card_file = model_dir / "model.json"
+    card = ModelCard.model_validate_json(card_file.read_text())
+    card.temperature = result["temperature"]
+    card.metrics["evaluation"] = {k: result[k] for k in (
+        "split", "clips", "top1", "top5", "temperature", "ece_before", "ece_after", "calibrated_on")}
+    card_file.write_text(card.model_dump_json(indent=2) + "\n")
+    if (model_dir / "model.tar.gz").is_file():
+        package_model(model_dir)  # the SageMaker archive carries the calibrated model.json

@@ -1,0 +1,94 @@
+"""Networks to fine-tune: GluonCV's I3D-ResNet50 (the cloud model) and ``i3d_tiny``, an
+I3D-family network sized for a 2-core CPU (the demo model).
+
+``i3d_tiny`` keeps what makes I3D an I3D — 2D image kernels inflated into 3D space-time
+kernels over a clip, pooled globally — at 16–128 channels instead of 64–2048, so a 16×64²
+clip takes milliseconds and it trains from scratch on the synthetic activities in minutes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clipwatch.errors import ModelUnavailable
+
+TINY = "i3d_tiny"
+
+
+def i3d_tiny_features(width: int = 16):
+    """Four inflated 3D convolutions (3×5×5 stem, then 3×3×3), strided in space from the start
+    and in time from the third, and a global max pool: (N, 3, T, H, W) → (N, 8·width).
+
+    No normalization layers: MXNet 1.9.1's oneDNN backend fails to train Conv3D + BatchNorm
+    from the second step on ("Check failed: !is_view", measured here), without oneDNN a step is
+    ~1000× slower, and GroupNorm / channel LayerNorm made steps 4–5× slower. At this depth
+    plain convolutions with Adam train well without them. No residual blocks either: with
+    SkipInit residuals (no norm) a step took 3× longer and generalized worse on 200 clips."""
+    from mxnet.gluon import nn
+
+    f = nn.HybridSequential()
+    for i, (channels, kernel, stride) in enumerate([
+            (width, (3, 5, 5), (1, 2, 2)), (2 * width, 3, (1, 2, 2)),
+            (4 * width, 3, (2, 2, 2)), (8 * width, 3, (2, 2, 2))]):
+        pad = tuple(k // 2 for k in kernel) if isinstance(kernel, tuple) else 1
+        f.add(nn.Conv3D(channels, kernel, strides=stride, padding=pad), nn.Activation("relu"))
+    # Max, not average: an activity here is a small object against a large static scene, and
+    # averaging dilutes its motion features (validation top-1 rose ~2× with max pooling).
+    f.add(nn.GlobalMaxPool3D(), nn.Flatten())
+    return f
+
+
+def with_new_classifier(features, num_classes: int, dropout: float = 0.3):
+    """Transfer learning as in the seed: keep the features, put a fresh dense layer on top."""
+    from mxnet.gluon import nn
+
+    net = nn.HybridSequential()
+    net.add(features, nn.Dropout(dropout), nn.Dense(num_classes))
+    return net
+
+
+def features_of(base: str | Path, ctx):
+    """The feature extractor of a base model: ``i3d_tiny`` (fresh), a GluonCV model-zoo name
+    (pretrained weights, downloaded on first use), or a model directory (its network up to the
+    input of its last dense layer). Returns (features, pretrained: bool)."""
+    import mxnet as mx
+
+    if str(base) == TINY:
+        f = i3d_tiny_features()
+        f.initialize(mx.init.Xavier(magnitude=2.0), ctx=ctx)
+        return f, False
+    path = Path(base)
+    if path.is_dir():
+        return _features_from_dir(path, ctx), True
+    return _features_from_zoo(str(base), ctx), True
+
+
+def _features_from_dir(path: Path, ctx):
+    import mxnet as mx
+
+    symbol_file, params_file = path / "model-symbol.json", path / "model-0000.params"
+    if not symbol_file.is_file() or not params_file.is_file():
+        raise ModelUnavailable(f"{path} is not a model directory (no model-symbol.json / model-0000.params)")
+    sym = mx.sym.load(str(symbol_file))
+    if json.loads(sym.tojson())["nodes"][-1]["op"] != "FullyConnected":
+        raise ModelUnavailable(f"the network in {path} does not end in a dense classifier")
+    features = mx.gluon.SymbolBlock(sym.get_children()[0], mx.sym.var("data"))  # the dense's input
+    features.collect_params().load(str(params_file), ctx=ctx, ignore_extra=True, allow_missing=False)
+    return features
+
+
+def _features_from_zoo(name: str, ctx):
+    from gluoncv.model_zoo import get_model
+
+    from inference.model import ZOO_CACHE
+
+    try:
+        net = get_model(name, pretrained=True, root=str(ZOO_CACHE), ctx=ctx)
+    except ValueError as exc:
+        raise ModelUnavailable(f"unknown GluonCV model {name!r}: {exc}") from None
+    except Exception as exc:
+        raise ModelUnavailable(f"could not download the pretrained weights of {name} into "
+                               f"{ZOO_CACHE} ({exc}); put the .params file there") from None
+    net.feat_ext = True  # GluonCV's video nets then stop before their head (dropout + dense)
+    return net

@@ -1,0 +1,212 @@
+"""Fine-tuning: a base I3D with a fresh classifier for the dataset's classes.
+
+The loop is plain Gluon: cosine learning rate with warm-up, an optional number of epochs where
+only the new classifier learns (``freeze_epochs``), a smaller learning rate for pretrained
+features (``feature_lr_mult``), a checkpoint after every epoch, early stopping on validation
+top-1 and resuming from the last checkpoint. The result is the model directory the endpoint
+loads, plus ``model.tar.gz`` for SageMaker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from inference.model import InputSpec, ModelCard, save_model_dir
+
+from .datasets import ClipDataset, dataset_logits, iterate_batches, load_split, read_flip_map
+from .network import TINY, features_of, with_new_classifier
+
+# The demo network's input: 16 frames 2 apart (~1 s at 30 fps), frames scaled to 114×64 (16:9)
+# and center-cropped to 64×64 — enough for the synthetic activities, cheap on 2 cores.
+TINY_INPUT = InputSpec(frames=16, stride=2, resize=(114, 64), crop=64)
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    base: str = TINY
+    validation: Optional[Path] = None  # defaults to data (its val split)
+    epochs: int = 12
+    batch_size: int = 16
+    optimizer: str = "adam"  # adam trains i3d_tiny from scratch; sgd suits fine-tuning I3D-R50
+    lr: float = 2e-3
+    momentum: float = 0.9  # sgd only
+    wd: float = 1e-4
+    warmup_epochs: float = 1.0
+    freeze_epochs: int = 0
+    feature_lr_mult: float = 1.0
+    patience: int = 4
+    seed: int = 0
+    resume: bool = False
+    version: Optional[str] = None
+    checkpoint_dir: Optional[Path] = None  # defaults to out/checkpoints
+    spec: InputSpec = field(default_factory=lambda: TINY_INPUT)
+    progress: bool = True
+
+
+@dataclass
+class TrainState:
+    classes: list[str]
+    base: str
+    epoch: int = 0  # epochs completed
+    best_top1: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def default_spec(base: str) -> InputSpec:
+    return TINY_INPUT if base == TINY else InputSpec()
+
+
+def train(cfg: TrainConfig) -> Path:
+    import mxnet as mx
+    from mxnet import autograd, gluon
+
+    ctx = mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu()
+    classes, train_records = load_split(cfg.data, "train")
+    val_root = cfg.validation or cfg.data
+    val_classes, val_records = load_split(val_root, "val")
+    if val_classes != classes:
+        raise TrainingError(f"validation classes {val_classes} differ from training classes {classes}")
+    ckpt = cfg.checkpoint_dir or cfg.out / "checkpoints"
+    state = _resume_state(ckpt, classes, cfg) if cfg.resume else None
+    state = state or TrainState(classes=classes, base=str(cfg.base))
+
+    features, pretrained = features_of(cfg.base, ctx)
+    net = with_new_classifier(features, len(classes))
+    net[2].initialize(mx.init.Xavier(), ctx=ctx)
+    if pretrained:
+        for p in features.collect_params().values():
+            p.lr_mult = cfg.feature_lr_mult
+    net.hybridize()
+    opt = {"learning_rate": cfg.lr, "wd": cfg.wd}
+    if cfg.optimizer == "sgd":
+        opt["momentum"] = cfg.momentum
+    trainer = gluon.Trainer(net.collect_params(), cfg.optimizer, opt)
+    if state.epoch:
+        # Weights and the schedule's position resume; the optimizer's moments start afresh
+        # (MXNet 1.9.1 maps saved Adam states onto the wrong parameters of a rebuilt network).
+        net.load_parameters(str(ckpt / "last.params"), ctx=ctx)
+
+    train_set = ClipDataset(train_records, cfg.spec, train=True,
+                            flip_map=read_flip_map(cfg.data, classes), seed=cfg.seed)
+    val_set = ClipDataset(val_records, cfg.spec, train=False)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    steps_per_epoch = max(1, math.ceil(len(train_set) / cfg.batch_size))
+    skipped: dict[str, str] = {}
+    progress = _progress(cfg.progress)
+    with ThreadPoolExecutor(2) as pool, progress:
+        for epoch in range(state.epoch, cfg.epochs):
+            _set_frozen(features, epoch < cfg.freeze_epochs)
+            order = list(np.random.default_rng((cfg.seed, epoch)).permutation(len(train_set)))
+            task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch)
+            losses = []
+            for step, (x, y) in enumerate(iterate_batches(train_set, order, cfg.batch_size, pool, epoch, skipped)):
+                trainer.set_learning_rate(_lr(cfg, epoch + step / steps_per_epoch))
+                xb, yb = mx.nd.array(x, ctx=ctx), mx.nd.array(y, ctx=ctx)
+                with autograd.record():
+                    loss = loss_fn(net(xb), yb)
+                loss.backward()
+                trainer.step(len(y))
+                losses.append(float(loss.mean().asscalar()))
+                progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses):.3f}")
+            logits, labels = dataset_logits(lambda x: net(mx.nd.array(x, ctx=ctx)).asnumpy(),
+                                            val_set, pool, cfg.batch_size, skipped)
+            top1 = float((logits.argmax(1) == labels).mean()) if len(labels) else 0.0
+            state.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+                                  "val_top1": top1, "lr": _lr(cfg, epoch + 1)})
+            progress.update(task, description=f"epoch {epoch + 1}/{cfg.epochs} loss "
+                                              f"{np.mean(losses) if losses else float('nan'):.3f} val top-1 {top1:.3f}")
+            state.epoch = epoch + 1
+            improved = top1 > state.best_top1
+            if improved:
+                state.best_top1, state.best_epoch, state.bad_epochs = top1, epoch + 1, 0
+            else:
+                state.bad_epochs += 1
+            _checkpoint(ckpt, net, state, improved)
+            if state.bad_epochs >= cfg.patience:
+                break
+    # Export from a fresh network: after training, MXNet 1.9.1's oneDNN arrays of the live one
+    # cannot be copied out ("Check failed: to.IsDefaultData()").
+    best = with_new_classifier(features_of(cfg.base, ctx)[0], len(classes))
+    best.load_parameters(str(ckpt / "best.params"), ctx=ctx)
+    return export(best, cfg, state, skipped)
+
+
+def export(net, cfg: TrainConfig, state: TrainState, skipped: dict[str, str]) -> Path:
+    arch = TINY if cfg.base == TINY else "i3d_resnet50_v1_custom"
+    version = cfg.version or f"{Path(cfg.out).name}-e{state.best_epoch}"
+    card = ModelCard(architecture=arch, version=version, input=cfg.spec, metrics={
+        "val_top1": state.best_top1, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
+        "history": state.history, "skipped_clips": skipped, "base": str(cfg.base)})
+    save_model_dir(net, cfg.out, state.classes, card)
+    package_model(Path(cfg.out))
+    return Path(cfg.out)
+
+
+def package_model(model_dir: Path) -> Path:
+    """``model.tar.gz`` for SageMaker: the model directory's files at the archive's root."""
+    out = model_dir / "model.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        for name in ("model-symbol.json", "model-0000.params", "classes.txt", "model.json"):
+            tar.add(model_dir / name, arcname=name)
+    return out
+
+
+def _lr(cfg: TrainConfig, epoch: float) -> float:
+    """Linear warm-up, then cosine decay to 0 at the last epoch."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * max(epoch, 0.05) / cfg.warmup_epochs
+    t = (epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1e-9)
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def _set_frozen(features, frozen: bool) -> None:
+    for p in features.collect_params().values():
+        p.grad_req = "null" if frozen else "write"
+
+
+def _checkpoint(ckpt: Path, net, state: TrainState, improved: bool) -> None:
+    ckpt.mkdir(parents=True, exist_ok=True)
+    net.save_parameters(str(ckpt / "last.params"))
+    if improved:
+        net.save_parameters(str(ckpt / "best.params"))
+    tmp = ckpt / "state.json.tmp"  # written whole, then renamed: an interruption leaves the old one
+    tmp.write_text(json.dumps(asdict(state), indent=1))
+    tmp.replace(ckpt / "state.json")
+
+
+def _resume_state(ckpt: Path, classes: list[str], cfg: TrainConfig) -> Optional[TrainState]:
+    f = ckpt / "state.json"
+    if not f.is_file():
+        return None
+    state = TrainState(**json.loads(f.read_text()))
+    if state.classes != classes:
+        raise TrainingError(
+            f"cannot resume from {ckpt}: it was trained for {len(state.classes)} classes "
+            f"({', '.join(state.classes)}), the data has {len(classes)} ({', '.join(classes)}); "
+            "train into a new --out or drop --resume")
+    if state.base != str(cfg.base):
+        raise TrainingError(f"cannot resume from {ckpt}: its base is {state.base}, not {cfg.base}")
+    return state
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), disable=not enabled)
