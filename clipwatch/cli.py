@@ -35,9 +35,9 @@ def _serve(args) -> int:
 
 
 def _demo(args) -> int:
-    from inference.demo import run
+    from clipwatch.demo import run
 
-    run(out_dir=Path(args.out), segments=args.segments, keep_serving=args.keep_serving)
+    run(out_dir=Path(args.out), segments=args.segments, seed=args.seed, keep_serving=args.keep_serving)
     return 0
 
 
@@ -126,10 +126,11 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     demo = sub.add_parser(
-        "demo", help="the main job on embedded defaults (local S3/SQS, Lambda, endpoint, SQLite)",
+        "demo", help="the main job on embedded defaults (synthetic live stream, local S3/SQS, Lambda, endpoint, SQLite)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  clipwatch demo --segments 6 --out demo-output")
-    demo.add_argument("--segments", type=int, default=6)
+        epilog="example:\n  clipwatch demo --segments 8 --out demo-output")
+    demo.add_argument("--segments", type=int, default=8, help="10 s segments of the synthetic stream")
+    demo.add_argument("--seed", type=int, default=7, help="which synthetic stream")
     demo.add_argument("--out", default="demo-output")
     demo.add_argument("--keep-serving", action="store_true", help="leave the endpoint up afterwards")
     demo.set_defaults(run=_demo)
