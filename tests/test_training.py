@@ -107,7 +107,7 @@ def test_reviewed_segments_sample_inside_their_window(dataset):
         list_file.unlink()
     assert record.window == (0.0, 1.1) and record.label == ACTIVITIES.index("bouncing")
     x, y = ClipDataset([record], TINY_INPUT, train=True, flip_map={}).load(0)
-    assert x.shape == (3, 16, 64, 64) and y == record.label
+    assert x.shape == (3, TINY_INPUT.frames, TINY_INPUT.crop, TINY_INPUT.crop) and y == record.label
 
 
 def test_class_folders_without_list_files(dataset, tmp_path):
