@@ -63,15 +63,10 @@ def _train(args) -> int:
     import inference  # noqa: F401  -- sets MXNet's thread count before MXNet loads
     from clipwatch.errors import ModelUnavailable
     from training.datasets import DatasetError
-    from training.train import TrainConfig, TrainingError, default_spec, train
+    from training.train import TrainingError, make_config, train
 
-    cfg = TrainConfig(data=Path(args.data), out=Path(args.out), base=args.base,
-                      validation=Path(args.validation) if args.validation else None,
-                      epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                      lr=args.lr, freeze_epochs=args.freeze_epochs,
-                      feature_lr_mult=args.feature_lr_mult, patience=args.patience,
-                      seed=args.seed, resume=args.resume, version=args.version,
-                      spec=default_spec(args.base))
+    cfg = make_config(args.data, args.out, vars(args), resume=args.resume,
+                      validation=Path(args.validation) if args.validation else None)
     try:
         out = train(cfg)
     except (DatasetError, TrainingError, ModelUnavailable) as exc:
@@ -158,16 +153,17 @@ def parser() -> argparse.ArgumentParser:
                "--lr 0.01 --freeze-epochs 2 --feature-lr-mult 0.1 --out models/ucf")
     tr.add_argument("--data", required=True, help="dataset folder (train.txt/val.txt + classes.txt, or class folders)")
     tr.add_argument("--out", required=True, help="model directory to write")
-    tr.add_argument("--base", default="i3d_tiny", help="i3d_tiny, a GluonCV model-zoo name, or a model directory")
+    # Defaults live in training.train.TrainConfig (i3d_tiny, 12 epochs, batch 16, adam 2e-3, …).
+    tr.add_argument("--base", help="i3d_tiny (default), a GluonCV model-zoo name, or a model directory")
     tr.add_argument("--validation", help="validation dataset folder (default: --data's val split)")
-    tr.add_argument("--epochs", type=int, default=12)
-    tr.add_argument("--batch-size", type=int, default=16)
-    tr.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    tr.add_argument("--lr", type=float, default=2e-3)
-    tr.add_argument("--freeze-epochs", type=int, default=0, help="epochs training only the new classifier")
-    tr.add_argument("--feature-lr-mult", type=float, default=1.0, help="learning-rate factor for pretrained features")
-    tr.add_argument("--patience", type=int, default=4, help="early stopping: epochs without a better val top-1")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--optimizer", choices=["adam", "sgd"])
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--freeze-epochs", type=int, help="epochs training only the new classifier")
+    tr.add_argument("--feature-lr-mult", type=float, help="learning-rate factor for pretrained features")
+    tr.add_argument("--patience", type=int, help="early stopping: epochs without a better val top-1")
+    tr.add_argument("--seed", type=int)
     tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
     tr.add_argument("--version", help="model version (default: OUT's name and best epoch)")
     tr.set_defaults(run=_train)

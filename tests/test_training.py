@@ -143,3 +143,30 @@ def test_evaluate_calibrates_and_plots(trained, dataset, tmp_path):
     assert card["temperature"] == pytest.approx(result["temperature"])
     assert card["metrics"]["evaluation"]["ece_after"] == pytest.approx(result["ece_after"])
     assert np.isfinite(result["ece_before"])
+
+
+def test_front_ends_share_trainconfigs_defaults(tmp_path):
+    from inference.model import InputSpec
+    from training.train import make_config
+
+    cfg = make_config(tmp_path, tmp_path / "m", {"epochs": None, "lr": 0.01, "data": "ignored"})
+    assert (cfg.epochs, cfg.lr, cfg.base, cfg.spec) == (TrainConfig.epochs, 0.01, "i3d_tiny", TINY_INPUT)
+    assert make_config(tmp_path, tmp_path, {"base": "i3d_resnet50_v1_kinetics400"}).spec == InputSpec()
+
+
+def test_cli_train_and_evaluate(dataset, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cli-model"
+    run = [sys.executable, "-m", "clipwatch.cli"]
+    proc = subprocess.run(run + ["train", "--data", str(dataset), "--out", str(out), "--epochs", "1",
+                                 "--batch-size", "8"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "model.json").read_text())["metrics"]["epochs_run"] == 1
+    proc = subprocess.run(run + ["evaluate", "--model", str(out), "--data", str(dataset)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["clips"] == 7
+    proc = subprocess.run(run + ["train", "--data", str(tmp_path / "nowhere"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "nowhere: no such dataset folder" in proc.stderr

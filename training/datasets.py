@@ -101,6 +101,8 @@ def load_split(root: Path, split: str) -> tuple[list[str], list[ClipRecord]]:
     """``root/<split>.txt`` with ``root/classes.txt``; without list files, class folders where
     every fifth clip of each class is validation (split 'val'/'test') and the rest training."""
     root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder")
     list_file = root / f"{split}.txt"
     if list_file.is_file():
         classes = read_classes(root)

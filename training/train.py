@@ -76,6 +76,19 @@ def default_spec(base: str) -> InputSpec:
     return TINY_INPUT if base == TINY else InputSpec()
 
 
+# The settings a user tunes from the command line or as SageMaker hyperparameters.
+TUNABLE = ("base", "epochs", "batch_size", "optimizer", "lr", "freeze_epochs", "feature_lr_mult",
+           "patience", "seed", "version")
+
+
+def make_config(data: Path, out: Path, settings: dict, **fixed) -> TrainConfig:
+    """TrainConfig's own defaults, overridden by the ``settings`` given (None: not given); the
+    input spec follows the base. One place for the defaults, whatever the front end."""
+    given = {k: v for k, v in settings.items() if k in TUNABLE and v is not None}
+    return TrainConfig(data=Path(data), out=Path(out),
+                       spec=default_spec(given.get("base", TrainConfig.base)), **given, **fixed)
+
+
 def train(cfg: TrainConfig) -> Path:
     import mxnet as mx
     from mxnet import autograd, gluon
