@@ -113,18 +113,24 @@ def _load_dir(path: Path, ctx) -> Classifier:
     return Classifier(net, card, classes, ctx)
 
 
-def _load_zoo(name: str, ctx, cache_dir: Path) -> Classifier:
+def zoo_network(name: str, ctx, cache_dir: Path = ZOO_CACHE):
+    """A GluonCV model-zoo network with its pretrained weights, downloaded into ``cache_dir`` on
+    first use; without network or file, the error says where the weights must go."""
     from gluoncv.model_zoo import get_model
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     try:
-        net = get_model(name, pretrained=True, root=str(cache_dir), ctx=ctx)
+        return get_model(name, pretrained=True, root=str(cache_dir), ctx=ctx)
     except ValueError as exc:
         raise ModelUnavailable(f"unknown GluonCV model {name!r}: {exc}") from None
     except Exception as exc:  # no network, no file: say where the weights must go
         raise ModelUnavailable(
             f"could not download the pretrained weights of {name} into {cache_dir} ({exc}); "
-            f"put the .params file there, or serve a model directory with --model DIR") from None
+            f"put the .params file there, or use a model directory") from None
+
+
+def _load_zoo(name: str, ctx, cache_dir: Path) -> Classifier:
+    net = zoo_network(name, ctx, cache_dir)
     net.hybridize(static_alloc=True, static_shape=True)
     classes = list(getattr(net, "classes", [])) or [str(i) for i in range(_num_outputs(net, ctx))]
     return Classifier(net, ModelCard(architecture=name, version=name), classes, ctx)

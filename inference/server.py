@@ -105,15 +105,13 @@ class BackgroundServer:
     """uvicorn in a daemon thread on loopback: for tests, the demo and benchmarks."""
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
-        import socket
         import threading
 
         import uvicorn
 
-        if port == 0:
-            with socket.socket() as s:
-                s.bind((host, 0))
-                port = s.getsockname()[1]
+        from clipwatch.localstack import free_port
+
+        port = port or free_port(host)
         self.url = f"http://{host}:{port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                     timeout_keep_alive=75))

@@ -79,16 +79,8 @@ def _features_from_dir(path: Path, ctx):
 
 
 def _features_from_zoo(name: str, ctx):
-    from gluoncv.model_zoo import get_model
+    from inference.model import zoo_network
 
-    from inference.model import ZOO_CACHE
-
-    try:
-        net = get_model(name, pretrained=True, root=str(ZOO_CACHE), ctx=ctx)
-    except ValueError as exc:
-        raise ModelUnavailable(f"unknown GluonCV model {name!r}: {exc}") from None
-    except Exception as exc:
-        raise ModelUnavailable(f"could not download the pretrained weights of {name} into "
-                               f"{ZOO_CACHE} ({exc}); put the .params file there") from None
+    net = zoo_network(name, ctx)
     net.feat_ext = True  # GluonCV's video nets then stop before their head (dropout + dense)
     return net
