@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := ffmpeg libgl1 libglib2.0-0
+APT_PACKAGES := ffmpeg libgl1 libglib2.0-0 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench lock system-deps clean
@@ -33,7 +33,7 @@ $(STAMP): requirements.lock pyproject.toml
 # Re-resolve the pins after editing requirements.in (needs uv: pip install uv).
 lock:
 	uv pip compile --python 3.11 --python-platform x86_64-manylinux_2_28 --no-header \
-	  --annotation-style line requirements.in -o requirements.lock
+	  --annotation-style line --find-links /opt/wheels requirements.in -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,189 +1,43 @@
-"""The ``clipwatch`` command. Each subcommand imports its component lazily, so ``--help`` is
-instant and nothing imports this module."""
+"""The ``clipwatch`` command. Each area registers its subcommands from its own module in
+``clipwatch/commands/``; a subcommand imports its component lazily, so ``--help`` is instant.
+Nothing imports this module."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-import os
 import sys
-from pathlib import Path
 
-
-def _serve(args) -> int:
-    import uvicorn
-
-    from clipwatch.config import Settings
-    from clipwatch.errors import ModelUnavailable
-    from inference.server import build_app
-
-    env = dict(os.environ)
-    if args.store:
-        env["CLIPWATCH_STORE"] = args.store
-    if args.allow_dir:
-        env["CLIPWATCH_ALLOWED_DIRS"] = ",".join(args.allow_dir)
-    if args.allow_bucket:
-        env["CLIPWATCH_ALLOWED_BUCKETS"] = ",".join(args.allow_bucket)
-    try:
-        app = build_app(args.model, Settings.from_env(env), clips=args.clips,
-                        snap_to_keyframe=not args.no_keyframe_snap)
-    except ModelUnavailable as exc:
-        print(f"clipwatch serve: {exc}", file=sys.stderr)
-        return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    return 0
-
-
-def _demo(args) -> int:
-    from clipwatch.demo import run
-
-    run(out_dir=Path(args.out), segments=args.segments, seed=args.seed, keep_serving=args.keep_serving)
-    return 0
-
-
-def _synth(args) -> int:
-    import json
-
-    from training.synth import HFLIP, make_dataset, write_live_stream
-
-    out = Path(args.out)
-    w, h = (int(v) for v in (args.size or ("640x360" if args.live else "256x144")).lower().split("x"))
-    if args.live:
-        playlist = write_live_stream(out, args.segments, seed=args.seed, size=(w, h),
-                                     realtime=args.realtime)
-        print(f"live stream: {playlist} (ground truth: {out / 'ground_truth.jsonl'})")
-        return 0
-    summary = make_dataset(out, args.clips_per_class, seed=args.seed, size=(w, h), seconds=args.seconds)
-    (out / "flip.json").write_text(json.dumps(HFLIP, indent=1) + "\n")  # for training augmentation
-    print(json.dumps(summary, indent=1))
-    return 0
-
-
-def _train(args) -> int:
-    import inference  # noqa: F401  -- sets MXNet's thread count before MXNet loads
-    from clipwatch.errors import ModelUnavailable
-    from training.datasets import DatasetError
-    from training.train import TrainingError, make_config, train
-
-    cfg = make_config(args.data, args.out, vars(args), resume=args.resume,
-                      validation=Path(args.validation) if args.validation else None)
-    try:
-        out = train(cfg)
-    except (DatasetError, TrainingError, ModelUnavailable) as exc:
-        print(f"clipwatch train: {exc}", file=sys.stderr)
-        return 2
-    print(f"model directory: {out} (and {out / 'model.tar.gz'})")
-    return 0
-
-
-def _evaluate(args) -> int:
-    import json
-
-    import inference  # noqa: F401
-    from clipwatch.errors import ModelUnavailable
-    from training.datasets import DatasetError
-    from training.evaluate import evaluate
-
-    try:
-        result = evaluate(Path(args.model), Path(args.data), split=args.split,
-                          out=Path(args.out) if args.out else None, calibrate=not args.no_calibrate)
-    except (DatasetError, ModelUnavailable) as exc:
-        print(f"clipwatch evaluate: {exc}", file=sys.stderr)
-        return 2
-    brief = {k: result[k] for k in ("model_version", "split", "clips", "top1", "top5",
-                                    "temperature", "ece_before", "ece_after", "skipped_clips")}
-    print(json.dumps(brief, indent=1))
-    return 0
+# One module per area of the product; each has register(subparsers).
+COMMAND_MODULES = (
+    "clipwatch.commands.demo",
+    "clipwatch.commands.serving",
+    "clipwatch.commands.streaming",
+    "clipwatch.commands.training",
+    "clipwatch.commands.review",
+    "clipwatch.commands.loadtest",
+    "clipwatch.commands.stack",
+)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clipwatch", description="clipwatch: activity detection on live HLS video streams, with humans in the loop.")
     sub = p.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser(
-        "serve", help="run the endpoint (SageMaker container contract)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Serve GET /ping, POST /invocations, GET /metrics (and the SageMaker Runtime "
-                    "route, so boto3's sagemaker-runtime client can point at it).",
-        epilog="example:\n  clipwatch serve --model ./model --port 8080 --store sqlite:///preds.db "
-               "--allow-dir /data/hls\n  curl -d '{\"s3_uri\": \"s3://bucket/live/seg_00001.ts\"}' "
-               "localhost:8080/invocations")
-    serve.add_argument("--model", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
-                       help="model directory or GluonCV model-zoo name (default: /opt/ml/model)")
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080)))
-    serve.add_argument("--store", help="sqlite:///path.db (default) or dynamodb://prefix (env CLIPWATCH_STORE)")
-    serve.add_argument("--allow-dir", action="append", help="local folder segments may be read from (repeatable)")
-    serve.add_argument("--allow-bucket", action="append", help="S3 bucket allow-list entry (repeatable)")
-    serve.add_argument("--clips", type=int, default=1, help="clips per segment, logits averaged (default 1)")
-    serve.add_argument("--no-keyframe-snap", action="store_true", help="keep clip starts exactly centered")
-    serve.add_argument("--log-level", default="info")
-    serve.set_defaults(run=_serve)
-
-    demo = sub.add_parser(
-        "demo", help="the main job on embedded defaults (synthetic live stream, local S3/SQS, Lambda, endpoint, SQLite)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  clipwatch demo --segments 8 --out demo-output")
-    demo.add_argument("--segments", type=int, default=8, help="10 s segments of the synthetic stream")
-    demo.add_argument("--seed", type=int, default=7, help="which synthetic stream")
-    demo.add_argument("--out", default="demo-output")
-    demo.add_argument("--keep-serving", action="store_true", help="leave the endpoint up afterwards")
-    demo.set_defaults(run=_demo)
-
-    synth = sub.add_parser(
-        "synth", help="render synthetic activity clips (a dataset) or a live HLS stream",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  clipwatch synth --out data/synth --clips-per-class 100\n"
-               "  clipwatch synth --live --out /tmp/live --segments 12 --realtime")
-    synth.add_argument("--out", required=True)
-    synth.add_argument("--clips-per-class", type=int, default=40)
-    synth.add_argument("--seconds", type=float, default=2.0, help="clip length (dataset mode)")
-    synth.add_argument("--size", default=None, help="WxH (default 256x144; 640x360 live)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--live", action="store_true", help="write an HLS live stream instead")
-    synth.add_argument("--segments", type=int, default=12, help="live mode: 10 s segments to write")
-    synth.add_argument("--realtime", action="store_true", help="live mode: pace like a real encoder")
-    synth.set_defaults(run=_synth)
-
-    tr = sub.add_parser(
-        "train", help="fine-tune an I3D on a dataset (list files or class folders)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  clipwatch train --data data/synth --out models/demo --epochs 30\n"
-               "  clipwatch train --data ucf101/ --base i3d_resnet50_v1_kinetics400 --optimizer sgd "
-               "--lr 0.01 --freeze-epochs 2 --feature-lr-mult 0.1 --out models/ucf")
-    tr.add_argument("--data", required=True, help="dataset folder (train.txt/val.txt + classes.txt, or class folders)")
-    tr.add_argument("--out", required=True, help="model directory to write")
-    # Defaults live in training.train.TrainConfig (i3d_tiny, 12 epochs, batch 16, adam 2e-3, …).
-    tr.add_argument("--base", help="i3d_tiny (default), a GluonCV model-zoo name, or a model directory")
-    tr.add_argument("--validation", help="validation dataset folder (default: --data's val split)")
-    tr.add_argument("--epochs", type=int)
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--optimizer", choices=["adam", "sgd"])
-    tr.add_argument("--lr", type=float)
-    tr.add_argument("--freeze-epochs", type=int, help="epochs training only the new classifier")
-    tr.add_argument("--feature-lr-mult", type=float, help="learning-rate factor for pretrained features")
-    tr.add_argument("--patience", type=int, help="early stopping: epochs without a better val top-1")
-    tr.add_argument("--seed", type=int)
-    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
-    tr.add_argument("--version", help="model version (default: OUT's name and best epoch)")
-    tr.set_defaults(run=_train)
-
-    ev = sub.add_parser(
-        "evaluate", help="score a model on held-out clips and calibrate its confidence",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  clipwatch evaluate --model models/demo --data data/synth")
-    ev.add_argument("--model", required=True)
-    ev.add_argument("--data", required=True)
-    ev.add_argument("--split", default="test")
-    ev.add_argument("--out", help="where evaluation.json and the PNGs go (default MODEL/evaluation)")
-    ev.add_argument("--no-calibrate", action="store_true", help="keep the model's temperature")
-    ev.set_defaults(run=_evaluate)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a command module that exists but fails to import is a bug
+                raise
+            continue
+        module.register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("botocore", "werkzeug", "urllib3", "clipwatch.lambda"):
+    for noisy in ("botocore", "werkzeug", "urllib3", "clipwatch.lambda", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     return args.run(args)

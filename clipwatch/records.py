@@ -116,6 +116,9 @@ class Prediction(BaseModel):
     device: str
     timings_ms: dict[str, float]
     review: ReviewDecision
+    # The clip embedding (the classifier's input, averaged over clips, L2-normalised): the review
+    # queue clusters uncertain segments on it so reviewers see diverse clips first.
+    embedding: Optional[list[float]] = None
     created_at: str = Field(default_factory=utc_now)
     stored: Optional[bool] = None  # did this invocation write it (False: a repeated event)
 

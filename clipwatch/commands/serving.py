@@ -1,0 +1,54 @@
+"""`clipwatch serve`: the endpoint (SageMaker container contract)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _serve(args) -> int:
+    import uvicorn
+
+    from clipwatch.config import Settings
+    from clipwatch.errors import ModelUnavailable
+    from inference.server import build_app
+
+    env = dict(os.environ)
+    if args.store:
+        env["CLIPWATCH_STORE"] = args.store
+    if args.allow_dir:
+        env["CLIPWATCH_ALLOWED_DIRS"] = ",".join(args.allow_dir)
+    if args.allow_bucket:
+        env["CLIPWATCH_ALLOWED_BUCKETS"] = ",".join(args.allow_bucket)
+    try:
+        app = build_app(args.model, Settings.from_env(env), clips=args.clips,
+                        snap_to_keyframe=not args.no_keyframe_snap)
+    except ModelUnavailable as exc:
+        print(f"clipwatch serve: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def register(sub) -> None:
+    serve = sub.add_parser(
+        "serve", help="run the endpoint (SageMaker container contract)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve GET /ping, POST /invocations, GET /metrics (and the SageMaker Runtime "
+                    "route, so boto3's sagemaker-runtime client can point at it).",
+        epilog="example:\n  clipwatch serve --model ./model --port 8080 --store sqlite:///preds.db "
+               "--allow-dir /data/hls\n  curl -d '{\"s3_uri\": \"s3://bucket/live/seg_00001.ts\"}' "
+               "localhost:8080/invocations")
+    serve.add_argument("--model", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
+                       help="model directory or GluonCV model-zoo name (default: /opt/ml/model)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080)))
+    serve.add_argument("--store", help="sqlite:///path.db (default) or dynamodb://prefix (env CLIPWATCH_STORE)")
+    serve.add_argument("--allow-dir", action="append", help="local folder segments may be read from (repeatable)")
+    serve.add_argument("--allow-bucket", action="append", help="S3 bucket allow-list entry (repeatable)")
+    serve.add_argument("--clips", type=int, default=1, help="clips per segment, logits averaged (default 1)")
+    serve.add_argument("--no-keyframe-snap", action="store_true", help="keep clip starts exactly centered")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=_serve)
