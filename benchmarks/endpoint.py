@@ -1,31 +1,28 @@
-"""Benchmark of the clipwatch endpoint against a seed-style baseline, in one run.
+"""Benchmark of the clipwatch endpoint against a faithful baseline of the seed, in one run.
 
 What is measured
 ----------------
 The workload is the production one: I3D-ResNet50 (GluonCV ``i3d_resnet50_v1_custom``, 101
-classes as UCF101, random weights; 32 frames, 224x224 crop) on 10 s 1280x720 30 fps H.264
-MPEG-TS segments (2 s GOP), as a live HLS encoder writes them. The segments live in S3, served
-by moto's server mode over HTTP on loopback, so every byte travels through boto3 and a socket
-as it would in AWS (only the network latency of a real region is missing).
+classes as UCF101, random weights; 32 frames 2 apart, 224x224 crop) on 10 s 1280x720 30 fps
+H.264 MPEG-TS segments (2 s GOP), as a live HLS encoder writes them, in S3 served by moto over
+HTTP on loopback, called through boto3's own ``sagemaker-runtime`` client.
 
-1. **Low-load latency.** Sequential requests through boto3's own ``sagemaker-runtime`` client
-   to the endpoint (uvicorn on loopback). For each request: the endpoint's phase timings
-   (``timings_ms``: fetch, decode, preprocess, model, store, total) and the client's wall
-   latency, reported as median and p90. This is what a segment waits when the endpoint is idle.
-2. **Sustained throughput.** C clients at once, each with its own boto3 client, for a fixed
-   number of requests: segments/min = requests / wall seconds * 60. This is the number that
-   decides how many streams one instance keeps up with (a stream makes 6 segments/min).
-3. **Seed-style baseline.** What the seed's handler did per request: new boto3 client, download
-   to a temporary file, ``decord.VideoReader`` straight on the TS at 340x256, 32 consecutive
-   frames from the middle, GluonCV's ``VideoGroupValTransform`` (float64, frame by frame), and an
-   imperative (not hybridized) forward of the same network. Measured sequentially; its
-   throughput is 60 / median latency, since the seed ran one request at a time. It writes
-   nothing to a store, so it is slightly favoured.
+1. **Low-load latency.** The endpoint (`clipwatch serve`, its own process, default settings:
+   the fastest correct runtime, decode workers, batching) gets sequential requests: per-phase
+   server timings and the client's wall latency, median and p90.
+2. **Sustained throughput.** C clients at once (enough to keep the endpoint saturated), each
+   with its own boto3 client: segments/min = requests / wall seconds * 60. Meanwhile the
+   endpoint's resident memory (main process + decode workers) is sampled: peak RSS under load.
+3. **The seed's approach, faithfully.** Per request: a new boto3 client, download to a
+   temporary file, GluonCV's ``VideoClsCustom`` loader (decord on the file, its validation
+   sampling of 32 frames 2 apart, ``VideoGroupValTransform``), an imperative (not hybridized)
+   MXNet forward, softmax, top class. Sequential, as the seed ran: throughput = 60 / median.
+   It writes nothing to a store, so it is slightly favoured.
+4. **Agreement.** Top-1 agreement of the served path with the fp32 GluonCV/MXNet reference path
+   on held-out synthetic clips for the demo model (``benchmarks/agreement.py``).
 
-Everything (moto, the endpoint, the clients, the baseline) shares one process and the machine's
-cores, and the results are as noisy as the machine is shared: read medians, not single runs.
-The first request of each side is run apart and reported as "cold", so the medians describe a
-warm service. No figure is asserted: this reports, it does not gate.
+The endpoint runs while nothing else of this benchmark computes (the baseline runs after it is
+stopped), but the machine may be shared: compare the ratios of one run, not runs.
 """
 
 from __future__ import annotations
@@ -51,36 +48,28 @@ from pathlib import Path
 
 import boto3
 import numpy as np
-from botocore.config import Config
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                           TextColumn, TimeElapsedColumn)
 from rich.table import Table
 
-from clipwatch.config import Settings
+from agreement import measure_agreement
 from clipwatch.localstack import LocalAws
-from clipwatch.testmedia import render_segment
-from inference.model import InputSpec, ModelCard, build_i3d, load_classifier, save_model_dir
-from inference.predictor import Endpoint
-from inference.server import BackgroundServer, create_app
+from harness import (BUCKET, NUM_CLASSES, SEGMENT, RssSampler, ServerProcess, build_r50_model_dir,
+                     console, invoke, percentiles, progress, runtime_client, upload_segments)
+from inference.model import InputSpec
 
-BUCKET = "clipwatch-bench"
-STREAM = "bench"
-NUM_CLASSES = 101  # UCF101-sized head
-SEGMENT = dict(seconds=10, size=(1280, 720), fps=30, gop=60)
-PATTERNS = ("testsrc2", "mandelbrot")  # a synthetic and a detailed, fast-changing picture
 ENDPOINT_PHASES = ("fetch", "decode", "preprocess", "model", "store", "total")
 BASELINE_PHASES = ("download", "decode", "preprocess", "model", "total")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "endpoint.json"
+BARS = {"throughput_ratio": 5.0, "median_latency_ms": 600.0, "agreement": 0.99}
 
 EXAMPLE = """\
-example (a quick check, then the default run):
-  .venv/bin/python benchmarks/endpoint.py --segments 2 --requests 4 --concurrency 2 \\
-      --throughput-requests 4 --baseline-requests 2
-  .venv/bin/python benchmarks/endpoint.py
+example (a quick check, then the default run, then another runtime for comparison):
+  .venv/bin/python benchmarks/endpoint.py --segments 2 --requests 3 --throughput-requests 4 \\
+      --baseline-requests 2 --agreement-clips-per-class 3
+  .venv/bin/python benchmarks/endpoint.py                       # = make bench
+  .venv/bin/python benchmarks/endpoint.py --serve-args="--runtime mxnet --decode-workers 0" \\
+      --out benchmarks/results/endpoint-mxnet.json
 """
 
-console = Console()
 # moto's werkzeug logs every S3 call, and MXNet's export warns about an untyped input: both
 # would bury the tables.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -89,20 +78,25 @@ warnings.filterwarnings("ignore", category=UserWarning, module="mxnet")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Latency and throughput of the clipwatch endpoint (I3D-ResNet50 on 10 s "
-                    "720p H.264 segments in S3 via moto) against a seed-style baseline.",
+        description="Latency, throughput, memory and agreement of the clipwatch endpoint "
+                    "(I3D-ResNet50 on 10 s 720p H.264 segments in S3 via moto) against a "
+                    "faithful baseline of the seed, in one run.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--segments", type=int, default=4, help="distinct segments to render (4)")
     p.add_argument("--requests", type=int, default=12,
                    help="sequential requests for the low-load latency (12)")
-    p.add_argument("--concurrency", type=int, default=2,
-                   help="concurrent clients for the sustained throughput (2)")
-    p.add_argument("--throughput-requests", type=int, default=16,
-                   help="requests in the sustained-throughput run (16)")
-    p.add_argument("--baseline-requests", type=int, default=6,
-                   help="sequential seed-style requests (6)")
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="concurrent clients for the sustained throughput (4)")
+    p.add_argument("--throughput-requests", type=int, default=40,
+                   help="requests in the sustained-throughput run (40)")
+    p.add_argument("--baseline-requests", type=int, default=5,
+                   help="sequential seed-style requests (5)")
+    p.add_argument("--agreement-clips-per-class", type=int, default=30,
+                   help="held-out synthetic clips per class for the agreement check (30; 0 skips)")
+    p.add_argument("--serve-args", default="",
+                   help='extra `clipwatch serve` options, e.g. "--runtime mxnet --decode-workers 0"')
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help="JSON results file (benchmarks/results/endpoint.json)")
+                   help="JSON results file (benchmarks/results/endpoint.json; a .png beside it)")
     args = p.parse_args(argv)
     for name in ("segments", "requests", "concurrency", "throughput_requests", "baseline_requests"):
         if getattr(args, name) < 1:
@@ -110,78 +104,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=console)
-
-
-def percentiles(values) -> dict[str, float]:
-    v = np.asarray(values, dtype=np.float64)
-    return {"median": round(float(np.median(v)), 1), "p90": round(float(np.percentile(v, 90)), 1)}
-
-
 # ---------------------------------------------------------------------------------------------
-# Setup: segments in S3, a model directory, the served endpoint
+# The endpoint
 # ---------------------------------------------------------------------------------------------
-
-def upload_segments(workdir: Path, count: int) -> list[str]:
-    """Render ``count`` distinct segments and put them in S3; their keys."""
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    keys = []
-    with progress() as bar:
-        task = bar.add_task("rendering + uploading segments", total=count)
-        for i in range(count):
-            path = render_segment(workdir / f"seg_{i:05d}.ts", seed=i,
-                                  pattern=PATTERNS[i % len(PATTERNS)], **SEGMENT)
-            key = f"live/seg_{i:05d}.ts"
-            s3.upload_file(str(path), BUCKET, key)
-            keys.append(key)
-            bar.advance(task)
-    return keys
-
-
-def build_model_dir(out: Path) -> Path:
-    """The production network shape with random weights: timing does not depend on weights."""
-    with console.status("building and exporting I3D-ResNet50 (101 classes)"):
-        net = build_i3d(NUM_CLASSES, InputSpec())
-        return save_model_dir(net, out, [f"class{i:03d}" for i in range(NUM_CLASSES)],
-                              ModelCard(version="bench-i3d-r50", input=InputSpec()))
-
-
-def serve(model_dir: Path, workdir: Path) -> BackgroundServer:
-    with console.status("loading and warming up the endpoint"):
-        classifier = load_classifier(model_dir)
-        classifier.warm_up()
-        settings = Settings(store_url=f"sqlite:///{workdir}/bench.db")
-        return BackgroundServer(create_app(Endpoint.from_settings(classifier, settings)))
-
-
-# ---------------------------------------------------------------------------------------------
-# The endpoint, called as AWS callers call it
-# ---------------------------------------------------------------------------------------------
-
-def runtime_client(url: str):
-    # No retries: a retried request would hide a failure and double-count its time. The read
-    # timeout is generous because two-core CPUs with concurrent requests take seconds each.
-    return boto3.client("sagemaker-runtime", endpoint_url=url, config=Config(
-        read_timeout=600, retries={"mode": "standard", "total_max_attempts": 1}))
-
-
-def invoke(client, key: str, sequence: int) -> dict:
-    """One request; the endpoint's timings plus the client's wall latency under "client"."""
-    # A distinct (stream, sequence) per request, so every store write is a real insert
-    # rather than the cheaper duplicate path.
-    body = json.dumps({"s3_uri": f"s3://{BUCKET}/{key}", "stream_id": STREAM, "sequence": sequence})
-    start = time.perf_counter()
-    resp = client.invoke_endpoint(EndpointName="clipwatch", ContentType="application/json",
-                                  Accept="application/json", Body=body)
-    prediction = json.loads(resp["Body"].read())
-    wall_ms = (time.perf_counter() - start) * 1000.0
-    if prediction.get("stored") is not True:
-        console.print(f"[yellow]warning: sequence {sequence} was not stored as a new prediction")
-    return {**prediction["timings_ms"], "client": round(wall_ms, 2)}
-
 
 def measure_latency(url: str, keys: list[str], count: int, first_sequence: int) -> dict:
     client = runtime_client(url)
@@ -189,7 +114,7 @@ def measure_latency(url: str, keys: list[str], count: int, first_sequence: int) 
     cold = invoke(client, keys[0], first_sequence)
     samples = []
     with progress() as bar:
-        task = bar.add_task("endpoint: sequential requests", total=count)
+        task = bar.add_task("endpoint: sequential requests (low load)", total=count)
         for k in range(count):
             samples.append(invoke(client, keys[k % len(keys)], first_sequence + 1 + k))
             bar.advance(task)
@@ -199,19 +124,20 @@ def measure_latency(url: str, keys: list[str], count: int, first_sequence: int) 
             "cold_request_ms": cold["client"], "samples": samples}
 
 
-def measure_throughput(url: str, keys: list[str], count: int, concurrency: int,
+def measure_throughput(server: ServerProcess, keys: list[str], count: int, concurrency: int,
                        first_sequence: int) -> dict:
     # Clients are made up front: they are long-lived in a real caller, and boto3's default
     # session is not safe to create clients from in several threads at once.
-    clients = [runtime_client(url) for _ in range(concurrency)]
+    clients = [runtime_client(server.url) for _ in range(concurrency)]
 
     def worker(w: int) -> list[dict]:
         return [invoke(clients[w], keys[k % len(keys)], first_sequence + k)
                 for k in range(w, count, concurrency)]
 
     samples: list[dict] = []
-    with progress() as bar, ThreadPoolExecutor(concurrency) as pool:
-        task = bar.add_task(f"endpoint: {concurrency} concurrent clients", total=count)
+    with (progress() as bar, ThreadPoolExecutor(concurrency) as pool,
+          RssSampler(server) as rss):
+        task = bar.add_task(f"endpoint: {concurrency} concurrent clients (saturated)", total=count)
         start = time.perf_counter()
         futures = [pool.submit(worker, w) for w in range(concurrency)]
         for future in as_completed(futures):
@@ -222,55 +148,79 @@ def measure_throughput(url: str, keys: list[str], count: int, concurrency: int,
     return {"concurrency": concurrency, "requests": count, "wall_s": round(wall, 2),
             "segments_per_min": round(count / wall * 60.0, 2),
             "client_latency_ms": percentiles([s["client"] for s in samples]),
-            "model_ms": percentiles([s["model"] for s in samples])}
+            "phases_ms": {p: percentiles([s[p] for s in samples]) for p in ENDPOINT_PHASES},
+            "peak_rss_mb": rss.peak()}
 
 
 # ---------------------------------------------------------------------------------------------
-# The seed-style baseline
+# The seed's approach
 # ---------------------------------------------------------------------------------------------
 
-def seed_style_request(key: str, net, transform, frames: int = 32) -> dict:
+class TimedTransform:
+    """GluonCV's transform, timed, so the loader's decode and preprocess are told apart."""
+
+    def __init__(self, transform):
+        self.transform, self.seconds = transform, 0.0
+
+    def __call__(self, clip):
+        start = time.perf_counter()
+        try:
+            return self.transform(clip)
+        finally:
+            self.seconds = time.perf_counter() - start
+
+
+def seed_request(key: str, net, spec: InputSpec) -> dict:
     """One request done the way the seed's handler did it; phase times in ms."""
-    import decord
+    from gluoncv.data import VideoClsCustom
+    from gluoncv.data.transforms.video import VideoGroupValTransform
 
-    t = [time.perf_counter()]
+    t0 = time.perf_counter()
     s3 = boto3.client("s3")  # the seed made its clients inside the handler, per request
-    with tempfile.NamedTemporaryFile(suffix=".ts") as tmp:
-        s3.download_file(BUCKET, key, tmp.name)
-        t.append(time.perf_counter())
-        vr = decord.VideoReader(tmp.name, width=340, height=256)
-        mid = len(vr) // 2
-        batch = vr.get_batch(list(range(mid - frames // 2, mid + frames // 2))).asnumpy()
-        t.append(time.perf_counter())
-    clip = transform([batch[i] for i in range(frames)])
-    # GluonCV's I3D demo layout: (T, C, H, W) frames → (1, C, T, H, W).
-    x = np.stack(clip, axis=0).reshape((-1, frames, 3, 224, 224)).transpose(0, 2, 1, 3, 4)
-    t.append(time.perf_counter())
+    with tempfile.TemporaryDirectory(prefix="seed-") as tmp:
+        video = Path(tmp) / "segment.ts"
+        s3.download_file(BUCKET, key, str(video))
+        t1 = time.perf_counter()
+        setting = Path(tmp) / "request.txt"
+        setting.write_text(f"{video} {SEGMENT['seconds'] * SEGMENT['fps']} 0\n")
+        transform = TimedTransform(VideoGroupValTransform(size=spec.crop, mean=spec.mean,
+                                                          std=spec.std))
+        dataset = VideoClsCustom(
+            root=tmp, setting=str(setting), train=False, new_length=spec.frames,
+            new_step=spec.stride, new_width=spec.resize[0], new_height=spec.resize[1],
+            target_width=spec.crop, target_height=spec.crop, video_loader=True, use_decord=True,
+            transform=transform)
+        clip, _ = dataset[0]  # (1, 3, T, 224, 224)
+        t2 = time.perf_counter()
     # asnumpy() waits for MXNet's asynchronous engine, so the forward is really timed.
-    probs = mx.nd.softmax(net(mx.nd.array(x))).asnumpy()
-    probs.argmax()  # the seed's answer, its top class
-    t.append(time.perf_counter())
-    ms = [(b - a) * 1000.0 for a, b in zip(t, t[1:])]
-    return {**dict(zip(BASELINE_PHASES, (round(v, 2) for v in ms))),
-            "total": round((t[-1] - t[0]) * 1000.0, 2)}
+    probs = mx.nd.softmax(net(clip)).asnumpy()
+    int(probs.argmax())  # the seed's answer, its top class
+    t3 = time.perf_counter()
+    loader_ms = (t2 - t1) * 1000.0
+    ms = {"download": (t1 - t0) * 1000.0, "decode": loader_ms - transform.seconds * 1000.0,
+          "preprocess": transform.seconds * 1000.0, "model": (t3 - t2) * 1000.0,
+          "total": (t3 - t0) * 1000.0}
+    return {k: round(v, 2) for k, v in ms.items()}
 
 
 def measure_baseline(keys: list[str], count: int) -> dict:
     import decord
-    from gluoncv.data.transforms.video import VideoGroupValTransform
 
+    from inference.gluoncv_compat import import_gluoncv
+    from inference.model import build_i3d
+
+    import_gluoncv()
     decord.logging.set_level(decord.logging.QUIET)  # keep libav's seek warnings off the table
+    spec = InputSpec()
     with console.status("building the baseline network (imperative, not hybridized)"):
-        net = build_i3d(NUM_CLASSES, InputSpec())
-    transform = VideoGroupValTransform(size=224, mean=(0.485, 0.456, 0.406),
-                                       std=(0.229, 0.224, 0.225))
+        net = build_i3d(NUM_CLASSES, spec)
     # Cold: the first imperative forward allocates every buffer; kept apart as on our side.
-    cold = seed_style_request(keys[0], net, transform)
+    cold = seed_request(keys[0], net, spec)
     samples = []
     with progress() as bar:
         task = bar.add_task("baseline: sequential seed-style requests", total=count)
         for k in range(count):
-            samples.append(seed_style_request(keys[k % len(keys)], net, transform))
+            samples.append(seed_request(keys[k % len(keys)], net, spec))
             bar.advance(task)
     phases = {p: percentiles([s[p] for s in samples]) for p in BASELINE_PHASES}
     median_s = phases["total"]["median"] / 1000.0
@@ -293,27 +243,35 @@ def phase_table(title: str, phases: dict, notes: dict[str, str]) -> Table:
     return table
 
 
-def summary(ours: dict, throughput: dict, baseline: dict) -> dict:
+def summary(ours: dict, throughput: dict, baseline: dict, agreement: dict | None) -> dict:
     our_ms = ours["phases_ms"]["client"]["median"]
     base_ms = baseline["phases_ms"]["total"]["median"]
-    return {
+    figures = {
         "endpoint_median_latency_ms": our_ms,
         "endpoint_segments_per_min": throughput["segments_per_min"],
+        "endpoint_peak_rss_mb": throughput["peak_rss_mb"]["total_mb"],
         "baseline_median_latency_ms": base_ms,
         "baseline_segments_per_min": baseline["segments_per_min"],
         "latency_ratio_baseline_over_endpoint": round(base_ms / our_ms, 2),
         "throughput_ratio_endpoint_over_baseline":
             round(throughput["segments_per_min"] / baseline["segments_per_min"], 2),
+        "agreement": agreement["served"]["agreement"] if agreement else None,
     }
+    figures["bars"] = {
+        "throughput_ratio >= 5": figures["throughput_ratio_endpoint_over_baseline"] >= BARS["throughput_ratio"],
+        "median_latency <= 600 ms": our_ms <= BARS["median_latency_ms"],
+        "agreement >= 0.99": None if agreement is None else figures["agreement"] >= BARS["agreement"],
+    }
+    return figures
 
 
-def summary_table(figures: dict, concurrency: int) -> Table:
-    table = Table(title="Endpoint vs seed-style baseline")
+def summary_table(figures: dict, concurrency: int, backend: str) -> Table:
+    table = Table(title=f"Endpoint ({backend}) vs the seed's approach")
     table.add_column("")
     table.add_column("endpoint", justify="right")
     table.add_column("baseline", justify="right")
     table.add_column("ratio", justify="right")
-    table.add_row("median latency (ms)", f"{figures['endpoint_median_latency_ms']:.0f}",
+    table.add_row("median latency, low load (ms)", f"{figures['endpoint_median_latency_ms']:.0f}",
                   f"{figures['baseline_median_latency_ms']:.0f}",
                   f"{figures['latency_ratio_baseline_over_endpoint']:.2f}x faster")
     table.add_row(f"segments/min ({concurrency} clients | 60/median)",
@@ -323,15 +281,43 @@ def summary_table(figures: dict, concurrency: int) -> Table:
     return table
 
 
+def plot(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ours = results["endpoint"]["low_load"]["phases_ms"]
+    base = results["baseline"]["phases_ms"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    names = ("fetch/download", "decode", "preprocess", "model", "store")
+    keys_ours = ("fetch", "decode", "preprocess", "model", "store")
+    keys_base = ("download", "decode", "preprocess", "model", None)
+    colors = ("#8da0cb", "#fc8d62", "#e78ac3", "#66c2a5", "#a6d854")
+    left = [0.0, 0.0]
+    for name, ko, kb, c in zip(names, keys_ours, keys_base, colors):
+        widths = [ours[ko]["median"], base[kb]["median"] if kb else 0.0]
+        ax1.barh(["endpoint", "seed approach"], widths, left=left, color=c, label=name)
+        left = [a + b for a, b in zip(left, widths)]
+    ax1.set_xlabel("median ms per segment at low load (server side)")
+    ax1.legend(loc="lower right", fontsize=8)
+    ax1.set_title("Where a segment's time goes")
+    s = results["summary"]
+    ax2.bar(["endpoint", "seed approach"],
+            [s["endpoint_segments_per_min"], s["baseline_segments_per_min"]], color=["#1b9e77", "#999999"])
+    ax2.set_ylabel("segments / min")
+    ax2.set_title(f"Throughput: {s['throughput_ratio_endpoint_over_baseline']:.1f}x")
+    fig.suptitle(f"I3D-R50, 10 s 720p H.264 segments, {results['endpoint']['backend']} "
+                 f"({results['date'][:10]}, {results['machine']['cpu_count']} cores)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def machine() -> dict:
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
             "processor": platform.processor(), "python": platform.python_version(),
             "mxnet": mx.__version__, "loadavg_after": list(os.getloadavg())}
-
-
-def write_results(out: Path, results: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,19 +332,25 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="clipwatch-bench-") as tmp:
             workdir = Path(tmp)
             keys = upload_segments(workdir / "segments", args.segments)
-            model_dir = build_model_dir(workdir / "model")
-            with serve(model_dir, workdir) as server:
+            model_dir = build_r50_model_dir(workdir / "model")
+            with ServerProcess(model_dir, workdir, shlex.split(args.serve_args)) as server:
+                info = server.ping()
+                rss_idle = server.rss_mb()
                 ours = measure_latency(server.url, keys, args.requests, first_sequence=0)
-                throughput = measure_throughput(server.url, keys, args.throughput_requests,
-                                                args.concurrency,
-                                                first_sequence=args.requests + 1)
+                throughput = measure_throughput(server, keys, args.throughput_requests,
+                                                args.concurrency, first_sequence=args.requests + 1)
             baseline = measure_baseline(keys, args.baseline_requests)
+            agreement = None
+            if args.agreement_clips_per_class > 0:
+                agreement = measure_agreement(workdir, clips_per_class=args.agreement_clips_per_class,
+                                              **_runtime_of(args.serve_args))
     finally:
         aws.stop()
 
+    backend = info.get("backend", "?")
     console.print(phase_table(
-        f"Endpoint, low load ({args.requests} sequential requests)", ours["phases_ms"],
-        {"total": "server side", "client": "boto3 wall time"}))
+        f"Endpoint ({backend}), low load ({args.requests} sequential requests)", ours["phases_ms"],
+        {"total": "server side", "client": "boto3 wall time", "model": "incl. batch queue"}))
     console.print(f"HTTP + boto3 + JSON overhead (client - total): median "
                   f"{ours['http_overhead_ms']['median']:.1f} ms; cold first request "
                   f"{ours['cold_request_ms']:.0f} ms")
@@ -366,12 +358,29 @@ def main(argv=None) -> int:
                   f"clients in {throughput['wall_s']:.1f} s = "
                   f"[bold]{throughput['segments_per_min']:.1f} segments/min[/] (latency under "
                   f"load median {throughput['client_latency_ms']['median']:.0f} ms)")
+    peak = throughput["peak_rss_mb"]
+    console.print(f"Endpoint RSS: idle {rss_idle['total_mb']:.0f} MB; peak under load "
+                  f"{peak['total_mb']:.0f} MB ({peak['processes']} processes; main process "
+                  f"{peak['main_mb']:.0f} MB)")
     console.print(phase_table(
-        f"Seed-style baseline ({args.baseline_requests} sequential requests)",
-        baseline["phases_ms"], {"download": "new S3 client, download_file"}))
+        f"The seed's approach ({args.baseline_requests} sequential requests)",
+        baseline["phases_ms"], {"download": "new S3 client, temp file",
+                                "decode": "GluonCV VideoClsCustom (decord)",
+                                "preprocess": "VideoGroupValTransform",
+                                "model": "imperative MXNet fp32"}))
     console.print(f"Baseline cold first request {baseline['cold_request_ms']:.0f} ms")
-    figures = summary(ours, throughput, baseline)
-    console.print(summary_table(figures, args.concurrency))
+    if agreement:
+        served = agreement["served"]
+        console.print(f"Agreement with the fp32 GluonCV/MXNet reference on {agreement['clips']} "
+                      f"held-out synthetic clips ({agreement['model_version']}): "
+                      f"[bold]{served['agreement']:.2%}[/] ({served['disagreements']} differ; "
+                      f"accuracy {served['accuracy']:.1%} vs reference "
+                      f"{agreement['reference_accuracy']:.1%})")
+    figures = summary(ours, throughput, baseline, agreement)
+    console.print(summary_table(figures, args.concurrency, backend))
+    for bar, ok in figures["bars"].items():
+        mark = "[green]met[/]" if ok else ("[red]NOT met[/]" if ok is False else "not measured")
+        console.print(f"  bar {bar}: {mark}")
 
     results = {
         "benchmark": "endpoint",
@@ -382,12 +391,25 @@ def main(argv=None) -> int:
                    "model": "i3d_resnet50_v1_custom", "classes": NUM_CLASSES,
                    "input": InputSpec().model_dump(), "segment": SEGMENT},
         "summary": figures,
-        "endpoint": {"low_load": ours, "sustained": throughput},
+        "endpoint": {"backend": backend, "ping": info, "low_load": ours, "sustained": throughput,
+                     "rss_idle_mb": rss_idle},
         "baseline": baseline,
+        "agreement": agreement,
     }
-    write_results(args.out, results)
-    console.print(f"results written to {args.out}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out.with_suffix(".png"))
+    console.print(f"results written to {args.out} and {args.out.with_suffix('.png')}")
     return 0
+
+
+def _runtime_of(serve_args: str) -> dict[str, str]:
+    """The --runtime/--precision the endpoint was served with, for the agreement check."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--runtime", default="auto")
+    parser.add_argument("--precision", default="auto")
+    known, _ = parser.parse_known_args(shlex.split(serve_args))
+    return {"runtime": known.runtime, "precision": known.precision}
 
 
 if __name__ == "__main__":

@@ -31,10 +31,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
-        policy = ReviewPolicy(
-            min_confidence=float(env.get("CLIPWATCH_REVIEW_MIN_CONFIDENCE", ReviewPolicy.min_confidence)),
-            min_margin=float(env.get("CLIPWATCH_REVIEW_MIN_MARGIN", ReviewPolicy.min_margin)),
-        )
+        policy = ReviewPolicy.from_env(env)  # CLIPWATCH_REVIEW_* (see clipwatch/review_policy.py)
         return cls(
             store_url=env.get("CLIPWATCH_STORE", DEFAULT_STORE),
             allowed_buckets=_csv(env.get("CLIPWATCH_ALLOWED_BUCKETS")),

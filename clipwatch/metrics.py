@@ -21,3 +21,57 @@ DUPLICATES = Counter(
     "Predictions not written because the same segment and model version was already stored",
 )
 MODEL_INFO = Info("clipwatch_model", "The loaded model: version, architecture, device, backend")
+BATCH_CLIPS = Histogram(
+    "clipwatch_endpoint_batch_clips", "Clips per model forward (concurrent requests batched)",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16),
+)
+
+# --- Live streaming (streaming/): what an operator watches -------------------------------------
+
+STREAM_LAG = Histogram(
+    "clipwatch_stream_lag_seconds",
+    "End-to-end lag: segment end (listed complete in the playlist) to prediction stored",
+    buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144),
+)
+# Stages a segment passes: playlist (reload), download (+ spool/upload), publish (to the bus),
+# queue (published → picked up by a worker), invoke (endpoint, stored), commit (bus offset).
+STREAM_STAGE_SECONDS = Histogram(
+    "clipwatch_stream_stage_seconds", "Time per stage of a live segment", ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34),
+)
+STREAM_SEGMENTS = Counter(
+    "clipwatch_stream_segments_total",
+    "Live segments by outcome (emitted, missed, download_failed, predicted, duplicate, retried, "
+    "dead_lettered, invalid_event)", ["outcome"],
+)
+PLAYLIST_EVENTS = Counter(
+    "clipwatch_playlist_events_total",
+    "Playlist reloads that were not plain progress: errors by reason, reset, stale, ended, "
+    "discontinuity", ["event"],
+)
+STREAMS_STALLED = Gauge("clipwatch_stream_stalled", "1 while a stream has had no new segment for "
+                        "3 target durations", ["stream"])
+STREAM_STALLS = Counter("clipwatch_stream_stalls_total", "Times a stream stalled", ["stream"])
+CONSUMER_LAG = Gauge("clipwatch_consumer_lag", "Segment events waiting for this worker's group "
+                     "(end offset minus position, summed over its partitions)", ["group"])
+BUS_ERRORS = Counter("clipwatch_bus_errors_total", "Bus operations that failed (and were retried)",
+                     ["operation"])
+REVIEW_QUEUE_DEPTH = Gauge("clipwatch_review_queue_depth", "Pending review tasks in the store")
+
+# Human review (review/): routing at write time, the web tool's requests, labels submitted.
+REVIEW_ROUTING = Counter(
+    "clipwatch_review_routing_total",
+    "Review policy decisions: uncertain, sample (confident, drawn for an accuracy check), "
+    "over_budget (would be reviewed, budget spent) or auto (accepted)", ["decision"],
+)
+REVIEW_REQUESTS = Counter(
+    "clipwatch_review_requests_total", "Review tool API requests by route and outcome (ok or an "
+    "error code)", ["route", "outcome"],
+)
+REVIEW_ANNOTATIONS = Counter(
+    "clipwatch_review_annotations_total", "Annotations submitted, by role", ["role"],
+)
+REVIEW_AGREEMENT = Histogram(
+    "clipwatch_review_audit_label_iou", "Reviewer–auditor agreement (label IoU) per audit",
+    buckets=(0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)

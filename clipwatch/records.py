@@ -95,8 +95,15 @@ class LabelScore(BaseModel):
 
 
 class ReviewDecision(BaseModel):
+    """The routing policy's verdict, with every reason it gave (thresholds crossed, a random
+    audit sample of a confident prediction, or a review skipped because the budget was spent)."""
+
     needs_review: bool
     reasons: list[str] = Field(default_factory=list)
+    kind: Optional[str] = None  # "uncertain" | "sample" when routed to a human, else None
+    uncertainty: Optional[float] = None  # 1 - calibrated confidence: the queue's first key
+    budget_per_hour: Optional[int] = None  # tasks per stream per hour in force (None: no cap)
+    reviews_required: int = 1  # independent reviews before consensus
 
 
 class Prediction(BaseModel):
@@ -121,6 +128,12 @@ class Prediction(BaseModel):
     embedding: Optional[list[float]] = None
     created_at: str = Field(default_factory=utc_now)
     stored: Optional[bool] = None  # did this invocation write it (False: a repeated event)
+    # Written back by the review tool: "predicted" → "reviewed" (a person labelled it) →
+    # "audited" (an auditor approved or adjusted that label).
+    status: str = "predicted"
+    human_label: Optional[str] = None
+    reviewed_by: Optional[str] = None
+    reviewed_at: Optional[str] = None
 
 
 class ReviewTask(BaseModel):
@@ -134,11 +147,128 @@ class ReviewTask(BaseModel):
     label: str
     confidence: float
     reasons: list[str]
+    # pending → (N reviews) → reviewed → audited; "skipped" is never a status: a skip only
+    # releases the lease.
     status: str = "pending"
     created_at: str = Field(default_factory=utc_now)
+    kind: str = "uncertain"  # or "sample": a confident prediction drawn to measure accuracy
+    uncertainty: float = 0.0  # 1 - calibrated confidence
+    margin: float = 0.0
+    reviews_required: int = 1  # independent reviews before consensus
+    reviewers: list[str] = Field(default_factory=list)  # who has submitted, in order
+    lease_owner: Optional[str] = None
+    lease_expires: Optional[float] = None  # epoch seconds; an expired lease is free to take
+    lease_taken_at: Optional[str] = None  # when the current lease began (acceptance time)
+    skipped_by: list[str] = Field(default_factory=list)
+    annotation_ids: list[str] = Field(default_factory=list)  # the annotations that count
+    consensus_annotation_id: Optional[str] = None
+    consensus: dict = Field(default_factory=dict)  # agreement summary over the reviews
+    human_label: Optional[str] = None
+    audit_id: Optional[str] = None
+    # Optimistic concurrency: every write of a task checks and bumps it, so two reviewers (or
+    # a reviewer and an auditor) never overwrite each other's change.
+    revision: int = 0
 
     @classmethod
-    def for_prediction(cls, p: Prediction) -> "ReviewTask":
+    def for_prediction(cls, p: Prediction, reviews_required: int = 1) -> "ReviewTask":
         return cls(task_id=f"{p.stream_id}#{p.sequence}#{p.model_version}", stream_id=p.stream_id,
                    sequence=p.sequence, segment_uri=p.segment_uri, model_version=p.model_version,
-                   label=p.label, confidence=p.confidence, reasons=p.review.reasons)
+                   label=p.label, confidence=p.confidence, reasons=p.review.reasons,
+                   kind=p.review.kind or "uncertain", margin=p.margin,
+                   uncertainty=(p.review.uncertainty if p.review.uncertainty is not None
+                                else 1.0 - p.confidence),
+                   reviews_required=max(reviews_required, p.review.reviews_required))
+
+    def leased_to_other(self, reviewer: str, now: float) -> bool:
+        return (self.lease_owner is not None and self.lease_owner != reviewer
+                and (self.lease_expires or 0) > now)
+
+
+# --- What people say about a segment -----------------------------------------------------------
+
+QUALITY_FLAGS = ("occluded", "blurry", "dark", "partial", "ambiguous", "camera_moving")
+
+
+class SegmentLabel(BaseModel):
+    """One labelled stretch of a clip on one track (times in seconds from the clip's start)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+    track: str = Field(min_length=1, max_length=64)
+    start: float = Field(ge=0)
+    end: float
+    label: str = Field(min_length=1, max_length=64)
+    text: str = Field(default="", max_length=2000)
+    quality: list[str] = Field(default_factory=list, max_length=len(QUALITY_FLAGS))
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SegmentLabel":
+        if self.end <= self.start:
+            raise ValueError(f"segment {self.id}: end {self.end} must be after start {self.start}")
+        unknown = set(self.quality) - set(QUALITY_FLAGS)
+        if unknown:
+            raise ValueError(f"segment {self.id}: unknown quality flags {sorted(unknown)} "
+                             f"(allowed: {', '.join(QUALITY_FLAGS)})")
+        return self
+
+
+class ClipAnswer(BaseModel):
+    """The whole-clip fields of a review."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Optional[str] = Field(default=None, max_length=64)  # the clip's activity
+    model_correct: Optional[bool] = None
+    rating: Optional[int] = Field(default=None, ge=1, le=5)  # how good is this clip to learn from
+    notes: str = Field(default="", max_length=4000)
+
+
+class Annotation(BaseModel):
+    """One person's labels for one review task: segments on tracks plus whole-clip answers.
+    An auditor's adjustment is an Annotation too (role "auditor")."""
+
+    annotation_id: str
+    task_id: str
+    stream_id: str
+    sequence: int
+    segment_uri: str
+    author: str
+    role: str = "reviewer"  # or "auditor"
+    tracks: list[str] = Field(default_factory=list)
+    segments: list[SegmentLabel] = Field(default_factory=list)
+    clip: ClipAnswer = Field(default_factory=ClipAnswer)
+    clip_duration: float = 0.0
+    clip_fps: float = 0.0
+    accepted_at: str  # when the lease was taken (Ground Truth's acceptanceTime)
+    submitted_at: str = Field(default_factory=utc_now)
+
+    def clip_label(self) -> Optional[str]:
+        """The whole clip's activity: the explicit answer, else the label covering most time."""
+        if self.clip.label:
+            return self.clip.label
+        cover: dict[str, float] = {}
+        for s in self.segments:
+            cover[s.label] = cover.get(s.label, 0.0) + (s.end - s.start)
+        return max(cover, key=cover.get) if cover else None
+
+
+class Agreement(BaseModel):
+    """How far two annotations agree: temporal IoU of the labelled time ignoring labels, the
+    same per label, and whether the whole-clip labels match."""
+
+    segment_iou: float
+    label_iou: float
+    clip_label_agree: bool
+
+
+class AuditRecord(BaseModel):
+    audit_id: str
+    task_id: str
+    auditor: str
+    decision: str  # "approved" | "adjusted"
+    reviewed_annotation_id: str
+    audit_annotation_id: Optional[str] = None  # the adjusted labels, when adjusted
+    agreement: Agreement
+    comment: str = ""
+    created_at: str = Field(default_factory=utc_now)

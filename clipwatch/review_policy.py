@@ -1,22 +1,133 @@
-"""Which predictions a human should look at. The endpoint applies this at write time so a
-low-confidence segment becomes a pending ReviewTask in the same store as its prediction."""
+"""Which predictions a human should look at, and why.
+
+The endpoint applies the policy as it builds each prediction (``inference/predictor.py``), so a
+routed segment becomes a pending ReviewTask in the same store write as its prediction. Rules,
+in the spirit of A2I's activation conditions:
+
+- **uncertain**: calibrated confidence below ``min_confidence``, margin (top-1 − top-2) below
+  ``min_margin`` or entropy above ``max_entropy``; each threshold can be overridden per class
+  (a class the model confuses often gets a stricter bar);
+- **sample**: a fixed fraction of confident predictions is reviewed anyway, so the accuracy of
+  what is auto-accepted is measured, not assumed. The draw is a hash of (stream, sequence), so a
+  repeated event or a restarted endpoint draws the same segments;
+- **budget**: at most ``budget_per_hour`` tasks per stream in any rolling hour (people are the
+  scarce resource); a segment over budget is auto-accepted and says so.
+
+Every decision lists its reasons; the task and the stored prediction keep them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Mapping, Optional
 
+from . import metrics
 from .records import ReviewDecision
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_confidence: Optional[float] = None
+    min_margin: Optional[float] = None
+    max_entropy: Optional[float] = None
+
+
+def sample_draw(stream_id: str, sequence: int) -> float:
+    """A uniform number in [0, 1) fixed by the segment's key."""
+    digest = hashlib.blake2b(f"{stream_id}#{sequence}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0 ** 64
 
 
 @dataclass(frozen=True)
 class ReviewPolicy:
     min_confidence: float = 0.6  # calibrated top-1 probability below this → review
     min_margin: float = 0.2  # top-1 minus top-2 below this → review (two activities compete)
+    max_entropy: Optional[float] = None  # nats; above this → review (None: not used)
+    per_class: Mapping[str, Thresholds] = field(default_factory=dict)  # keyed by predicted label
+    sample_fraction: float = 0.02  # of confident predictions, reviewed to measure accuracy
+    budget_per_hour: Optional[int] = None  # tasks per stream per rolling hour (None: no cap)
+    reviews_required: int = 1  # independent reviews per task (consensus when > 1)
 
-    def decide(self, confidence: float, margin: float) -> ReviewDecision:
+    def thresholds(self, label: Optional[str]) -> Thresholds:
+        own = self.per_class.get(label or "", Thresholds())
+        return Thresholds(
+            own.min_confidence if own.min_confidence is not None else self.min_confidence,
+            own.min_margin if own.min_margin is not None else self.min_margin,
+            own.max_entropy if own.max_entropy is not None else self.max_entropy)
+
+    def decide(self, confidence: float, margin: float, *, entropy: Optional[float] = None,
+               label: Optional[str] = None, stream_id: Optional[str] = None,
+               sequence: Optional[int] = None, store=None, now: Optional[float] = None) -> ReviewDecision:
+        """The verdict for one prediction. With ``store`` (anything with
+        ``count_review_tasks(stream_id, since)``) the per-stream budget is enforced too."""
+        t = self.thresholds(label)
+        scope = f" for {label}" if label in self.per_class else ""
         reasons = []
-        if confidence < self.min_confidence:
-            reasons.append(f"confidence {confidence:.3f} < {self.min_confidence}")
-        if margin < self.min_margin:
-            reasons.append(f"margin {margin:.3f} < {self.min_margin}")
-        return ReviewDecision(needs_review=bool(reasons), reasons=reasons)
+        if confidence < t.min_confidence:
+            reasons.append(f"confidence {confidence:.3f} < {t.min_confidence}{scope}")
+        if margin < t.min_margin:
+            reasons.append(f"margin {margin:.3f} < {t.min_margin}{scope}")
+        if entropy is not None and t.max_entropy is not None and entropy > t.max_entropy:
+            reasons.append(f"entropy {entropy:.3f} > {t.max_entropy}{scope}")
+        kind = "uncertain" if reasons else None
+        if kind is None and stream_id is not None and sequence is not None and self.sample_fraction > 0:
+            draw = sample_draw(stream_id, sequence)
+            if draw < self.sample_fraction:
+                kind = "sample"
+                reasons.append(f"confident, drawn for an accuracy check "
+                               f"({self.sample_fraction:.1%} of confident predictions)")
+        decision = ReviewDecision(needs_review=kind is not None, reasons=reasons, kind=kind,
+                                  uncertainty=round(1.0 - confidence, 6),
+                                  budget_per_hour=self.budget_per_hour,
+                                  reviews_required=self.reviews_required)
+        if kind is not None and store is not None and self.budget_per_hour is not None and stream_id:
+            now = time.time() if now is None else now
+            since = datetime.fromtimestamp(now - 3600, timezone.utc).isoformat(timespec="milliseconds")
+            used = store.count_review_tasks(stream_id, since)
+            if used >= self.budget_per_hour:
+                decision.needs_review, decision.kind = False, None
+                decision.reasons.append(f"not routed: review budget of {self.budget_per_hour} "
+                                        f"tasks/hour for this stream is spent ({used} in the last hour)")
+                metrics.REVIEW_ROUTING.labels("over_budget").inc()
+                return decision
+        metrics.REVIEW_ROUTING.labels(kind or "auto").inc()
+        return decision
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "ReviewPolicy":
+        """``CLIPWATCH_REVIEW_*`` variables; per-class thresholds as JSON, e.g.
+        ``CLIPWATCH_REVIEW_CLASS_THRESHOLDS='{"running": {"min_confidence": 0.8}}'``."""
+        d = cls()
+
+        def pick(name, default, kind=float):
+            value = env.get(name)
+            if value in (None, ""):
+                return default
+            try:
+                return kind(value)
+            except ValueError:
+                raise ValueError(f"{name}={value!r}: expected a {kind.__name__}") from None
+
+        try:
+            per_class = {label: Thresholds(**t) for label, t in
+                         json.loads(env.get("CLIPWATCH_REVIEW_CLASS_THRESHOLDS") or "{}").items()}
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"CLIPWATCH_REVIEW_CLASS_THRESHOLDS: expected JSON "
+                             f'{{"<label>": {{"min_confidence": 0.8}}}} ({exc})') from None
+        policy = cls(
+            min_confidence=pick("CLIPWATCH_REVIEW_MIN_CONFIDENCE", d.min_confidence),
+            min_margin=pick("CLIPWATCH_REVIEW_MIN_MARGIN", d.min_margin),
+            max_entropy=pick("CLIPWATCH_REVIEW_MAX_ENTROPY", d.max_entropy),
+            per_class=per_class,
+            sample_fraction=pick("CLIPWATCH_REVIEW_SAMPLE_FRACTION", d.sample_fraction),
+            budget_per_hour=pick("CLIPWATCH_REVIEW_BUDGET_PER_HOUR", d.budget_per_hour, int),
+            reviews_required=pick("CLIPWATCH_REVIEW_REVIEWS_REQUIRED", d.reviews_required, int))
+        if not 0 <= policy.sample_fraction <= 1:
+            raise ValueError("CLIPWATCH_REVIEW_SAMPLE_FRACTION must lie in [0, 1]")
+        if policy.reviews_required < 1:
+            raise ValueError("CLIPWATCH_REVIEW_REVIEWS_REQUIRED must be at least 1")
+        return policy

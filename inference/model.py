@@ -18,6 +18,7 @@ from clipwatch.errors import ModelUnavailable
 from clipwatch.records import utc_now
 
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .runtime import Runtime, load_runtime
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz
 ZOO_CACHE = Path(os.environ.get("MXNET_HOME", Path.home() / ".mxnet")) / "models"
@@ -46,30 +47,39 @@ class ModelCard(BaseModel):
 
 def pick_context():
     """A GPU when one is present (cloud endpoints run on ml.g4dn/g5), the CPU otherwise."""
-    import mxnet as mx
+    from .runtime import pick_mxnet_context
 
-    return mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu()
+    return pick_mxnet_context()
 
 
 class Classifier:
-    """A loaded network and its card. ``logits`` is serialized: an MXNet executor is not safe
-    to run from two threads at once, and on a 2-core CPU a second concurrent forward would only
-    slow the first."""
+    """A loaded network (on one of ``inference.runtime``'s runtimes) and its card. Forwards are
+    serialized: an MXNet executor is not safe to run from two threads at once, and on a 2-core
+    CPU a second concurrent forward would only slow the first (concurrent requests are batched
+    in front of it instead, see ``inference.batching``)."""
 
-    def __init__(self, net, card: ModelCard, classes: list[str], ctx):
-        self.net, self.card, self.classes, self.ctx = net, card, classes, ctx
+    def __init__(self, runtime: Runtime, card: ModelCard, classes: list[str]):
+        self.runtime, self.card, self.classes = runtime, card, classes
         self._lock = threading.Lock()
 
     @property
     def device(self) -> str:
-        return "gpu" if self.ctx.device_type == "gpu" else "cpu"
+        return self.runtime.device
+
+    @property
+    def backend(self) -> str:
+        """e.g. ``torch-bf16``, ``mxnet-fp32``: what /ping and the metrics report."""
+        return f"{self.runtime.name}-{self.runtime.precision}"
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3, T, H, W) float32 → logits (N, classes) and features (N, D) float32; the
+        features are the input of the final classifier layer."""
+        with self._lock:
+            return self.runtime.forward(batch)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, T, H, W) float32 → (N, classes) float32."""
-        import mxnet as mx
-
-        with self._lock:
-            return self.net(mx.nd.array(batch, ctx=self.ctx)).asnumpy()
+        return self.infer(batch)[0]
 
     def warm_up(self, batch_size: int = 1) -> None:
         """One forward at start-up, so the first request does not pay for graph allocation."""
@@ -78,23 +88,24 @@ class Classifier:
 
 
 def load_classifier(source: str | Path = DEFAULT_MODEL_DIR, ctx=None,
-                    cache_dir: Path | None = None) -> Classifier:
+                    cache_dir: Path | None = None, runtime: str = "auto",
+                    precision: str = "auto") -> Classifier:
     """From a model directory, or from a GluonCV model-zoo name (e.g.
-    ``i3d_resnet50_v1_kinetics400``), downloading its pretrained weights on first use."""
-    ctx = ctx or pick_context()
+    ``i3d_resnet50_v1_kinetics400``), downloading its pretrained weights on first use.
+
+    ``runtime`` (auto | mxnet | torch) and ``precision`` (auto | fp32 | bf16): see
+    ``inference.runtime``; ``auto`` is the fastest correct choice on this machine."""
     path = Path(source)
     if path.is_dir():
-        return _load_dir(path, ctx)
+        return _load_dir(path, ctx, runtime, precision)
     if str(source).startswith(("i3d_", "slowfast_", "r2plus1d_", "tpn_")):
-        return _load_zoo(str(source), ctx, cache_dir or ZOO_CACHE)
+        return _load_zoo(str(source), ctx, cache_dir or ZOO_CACHE, runtime, precision)
     raise ModelUnavailable(
         f"no model directory at {path} (expected model-symbol.json, model-0000.params, "
         "classes.txt, model.json) and not a GluonCV video model-zoo name")
 
 
-def _load_dir(path: Path, ctx) -> Classifier:
-    import mxnet as mx
-
+def _load_dir(path: Path, ctx, runtime: str = "auto", precision: str = "auto") -> Classifier:
     missing = [f for f in ("model-symbol.json", "model-0000.params", "classes.txt")
                if not (path / f).is_file()]
     if missing:
@@ -105,17 +116,18 @@ def _load_dir(path: Path, ctx) -> Classifier:
     card = (ModelCard.model_validate_json(card_file.read_text()) if card_file.is_file()
             else ModelCard(version=f"{path.name}-seed"))
     try:
-        net = mx.gluon.SymbolBlock.imports(
-            str(path / "model-symbol.json"), ["data"], str(path / "model-0000.params"), ctx=ctx)
-    except Exception as exc:
-        raise ModelUnavailable(f"cannot load the network in {path}: {exc}") from None
-    net.hybridize(static_alloc=True, static_shape=True)
-    return Classifier(net, card, classes, ctx)
+        net = load_runtime(path, runtime, precision, ctx)
+    except ValueError as exc:  # an unknown runtime/precision name
+        raise ModelUnavailable(str(exc)) from None
+    return Classifier(net, card, classes)
 
 
 def zoo_network(name: str, ctx, cache_dir: Path = ZOO_CACHE):
     """A GluonCV model-zoo network with its pretrained weights, downloaded into ``cache_dir`` on
     first use; without network or file, the error says where the weights must go."""
+    from .gluoncv_compat import import_gluoncv
+
+    import_gluoncv()
     from gluoncv.model_zoo import get_model
 
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -129,24 +141,35 @@ def zoo_network(name: str, ctx, cache_dir: Path = ZOO_CACHE):
             f"put the .params file there, or use a model directory") from None
 
 
-def _load_zoo(name: str, ctx, cache_dir: Path) -> Classifier:
-    net = zoo_network(name, ctx, cache_dir)
-    net.hybridize(static_alloc=True, static_shape=True)
-    classes = list(getattr(net, "classes", [])) or [str(i) for i in range(_num_outputs(net, ctx))]
-    return Classifier(net, ModelCard(architecture=name, version=name), classes, ctx)
+def _load_zoo(name: str, ctx, cache_dir: Path, runtime: str = "auto",
+              precision: str = "auto") -> Classifier:
+    """The zoo network is exported once into a model directory under ``cache_dir``, so every
+    runtime (including PyTorch) serves it the same way as any other model directory."""
+    import mxnet as mx
+
+    exported = cache_dir / f"{name}-model"
+    if not (exported / "model-0000.params").is_file():
+        net = zoo_network(name, mx.cpu(), cache_dir)
+        classes = list(getattr(net, "classes", [])) or [str(i) for i in range(_num_outputs(net))]
+        save_model_dir(net, exported, classes, ModelCard(architecture=name, version=name))
+    return _load_dir(exported, ctx, runtime, precision)
 
 
-def _num_outputs(net, ctx) -> int:
+def _num_outputs(net) -> int:
     import mxnet as mx
 
     s = InputSpec()
-    return net(mx.nd.zeros((1, 3, s.frames, s.crop, s.crop), ctx=ctx)).shape[1]
+    return net(mx.nd.zeros((1, 3, s.frames, s.crop, s.crop))).shape[1]
 
 
 def build_i3d(num_classes: int, spec: InputSpec | None = None, ctx=None, seed: int = 0):
     """A GluonCV I3D-ResNet50 with freshly initialized weights (no download): the base for
     fine-tuning and the network of the tests' tiny random-weight models."""
     import mxnet as mx
+
+    from .gluoncv_compat import import_gluoncv
+
+    import_gluoncv()
     from gluoncv.model_zoo import get_model
 
     mx.random.seed(seed)

@@ -19,9 +19,11 @@ from clipwatch.records import InvocationRequest, LabelScore, Prediction, Segment
 from clipwatch.review_policy import ReviewPolicy
 from clipwatch.store import PredictionStore, open_store, save_prediction
 
+from .batching import DynamicBatcher
 from .decode import decode_clips
+from .decode_pool import DecodePool
 from .model import Classifier
-from .preprocess import normalize_clips
+from .preprocess import center_crop_clips, normalize_clips
 from .sampling import ClipSampler
 
 
@@ -51,6 +53,13 @@ def summarize(logits: np.ndarray, temperature: float, top_k: int) -> Summary:
                    float(probs[order[0]]) - second, entropy)
 
 
+def embed(features: np.ndarray) -> list[float]:
+    """The clips' features averaged, then L2-normalised: one unit vector per segment."""
+    mean = features.astype(np.float64).reshape(len(features), -1).mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return [float(v) for v in (mean / norm if norm > 0 else mean)]
+
+
 @dataclass
 class Timer:
     ms: dict[str, float] = field(default_factory=dict)
@@ -69,14 +78,33 @@ class Timer:
 class Endpoint:
     def __init__(self, classifier: Classifier, reader: SegmentReader,
                  store: PredictionStore | None, policy: ReviewPolicy = ReviewPolicy(),
-                 clips: int = 1, snap_to_keyframe: bool = True, top_k: int = 5):
+                 clips: int = 1, snap_to_keyframe: bool = True, top_k: int = 5,
+                 decode_workers: int = 0, max_batch_clips: int = 4):
+        """``decode_workers`` > 0 decodes in that many worker processes (``inference.decode_pool``),
+        0 in the calling thread; concurrent invocations share batched forwards of up to
+        ``max_batch_clips`` clips (``inference.batching``)."""
         spec = classifier.card.input
         self.classifier, self.reader, self.store, self.policy = classifier, reader, store, policy
         self.sampler = ClipSampler(spec.frames, spec.stride, clips, snap_to_keyframe)
         self.top_k = top_k
+        self.decoder = DecodePool(decode_workers) if decode_workers > 0 else None
+        self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
         metrics.MODEL_INFO.info({
             "version": classifier.card.version, "architecture": classifier.card.architecture,
-            "device": classifier.device, "backend": "mxnet", "classes": str(len(classifier.classes))})
+            "device": classifier.device, "backend": classifier.backend,
+            "classes": str(len(classifier.classes))})
+
+    def warm_up(self) -> None:
+        """Start the decode workers and run one forward, before the first request."""
+        if self.decoder is not None:
+            self.decoder.warm_up()
+        self.classifier.warm_up()
+
+    def close(self) -> None:
+        """Stop the model thread and the decode workers."""
+        self.model.close()
+        if self.decoder is not None:
+            self.decoder.close()
 
     @classmethod
     def from_settings(cls, classifier: Classifier, settings: Settings, **kw) -> "Endpoint":
@@ -91,13 +119,19 @@ class Endpoint:
         with timer.phase("total"):
             with timer.phase("fetch"):
                 data = self.reader.read(segment.uri)
-            with timer.phase("decode"):
-                decoded = decode_clips(data, self.sampler, spec.resize)
+            with timer.phase("decode"):  # includes the center crop
+                if self.decoder is not None:
+                    decoded = self.decoder.decode(data, self.sampler, spec.resize, spec.crop)
+                else:
+                    decoded = decode_clips(data, self.sampler, spec.resize)
+                    decoded.frames = center_crop_clips(decoded.frames, spec.crop)
+                del data
             with timer.phase("preprocess"):
                 batch = normalize_clips(decoded.frames, spec.crop, spec.mean, spec.std)
-            with timer.phase("model"):
-                logits = self.classifier.logits(batch)
+            with timer.phase("model"):  # includes waiting for a batch slot under load
+                logits, features = self.model(batch)
             prediction = self._prediction(segment, logits, decoded.indices, timer.ms)
+            prediction.embedding = embed(features)
             with timer.phase("store"):
                 if self.store is not None:
                     task = save_prediction(self.store, prediction)
@@ -118,4 +152,6 @@ class Endpoint:
             confidence=s.confidence, margin=s.margin, entropy=s.entropy,
             top_k=[LabelScore(label=classes[i], probability=float(s.probabilities[i])) for i in s.top],
             frames=frames, device=self.classifier.device, timings_ms=dict(timings),
-            review=self.policy.decide(s.confidence, s.margin))
+            review=self.policy.decide(s.confidence, s.margin, entropy=s.entropy,
+                                      label=classes[s.top[0]], stream_id=segment.stream_id,
+                                      sequence=segment.sequence, store=self.store))

@@ -17,6 +17,16 @@ def center_crop_box(height: int, width: int, size: int) -> tuple[int, int]:
     return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
 
 
+def center_crop_clips(clips: np.ndarray, crop: int) -> np.ndarray:
+    """(N, T, H, W, 3) → (N, T, crop, crop, 3), the box ``normalize_clip`` would keep: done
+    where the frames are decoded, so only the kept pixels travel between processes."""
+    n, t, h, w, _ = clips.shape
+    if h < crop or w < crop:
+        raise ValueError(f"frames of {w}x{h} are smaller than the {crop}px crop")
+    y, x = center_crop_box(h, w, crop)
+    return np.ascontiguousarray(clips[:, :, y:y + crop, x:x + crop, :])
+
+
 def normalize_clip(frames: np.ndarray, crop: int = 224, mean=IMAGENET_MEAN,
                    std=IMAGENET_STD) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB → (3, T, crop, crop) float32."""

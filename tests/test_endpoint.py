@@ -7,6 +7,7 @@ import uuid
 
 import boto3
 import httpx
+import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
@@ -30,10 +31,15 @@ def served(aws, media, tiny_classifier):
     DynamoStore(prefix).create_tables()
     settings = Settings(store_url=f"dynamodb://{prefix}", allowed_buckets=(BUCKET,),
                         allowed_dirs=(media["dir"],))
-    endpoint = Endpoint.from_settings(tiny_classifier, settings)
-    with BackgroundServer(create_app(endpoint)) as server:
-        runtime = boto3.client("sagemaker-runtime", endpoint_url=server.url)
-        yield server, runtime, endpoint.store
+    # Served as `clipwatch serve` serves: decoding in a worker process, batched forwards.
+    endpoint = Endpoint.from_settings(tiny_classifier, settings, decode_workers=1)
+    endpoint.warm_up()
+    try:
+        with BackgroundServer(create_app(endpoint)) as server:
+            runtime = boto3.client("sagemaker-runtime", endpoint_url=server.url)
+            yield server, runtime, endpoint.store
+    finally:
+        endpoint.close()
 
 
 def invoke(runtime, body) -> dict:
@@ -59,11 +65,14 @@ def metric(server, name: str, **labels) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def test_ping_reports_model_and_device(served):
+def test_ping_reports_model_and_device(served, tiny_classifier):
     server, _, _ = served
     body = httpx.get(f"{server.url}/ping").json()
+    # The default runtime is the fastest correct one for this CPU (torch-bf16 with AMX).
+    assert tiny_classifier.backend in ("torch-bf16", "torch-fp32", "mxnet-fp32")
     assert body == {"status": "healthy", "model_version": "tiny-1", "device": "cpu",
-                    "architecture": "i3d_resnet50_v1_custom", "backend": "mxnet", "classes": 4}
+                    "architecture": "i3d_resnet50_v1_custom", "backend": tiny_classifier.backend,
+                    "classes": 4}
 
 
 def test_boto3_invoke_endpoint_s3_segment_lands_in_dynamodb(served):
@@ -79,6 +88,9 @@ def test_boto3_invoke_endpoint_s3_segment_lands_in_dynamodb(served):
     assert set(p["timings_ms"]) == {"fetch", "decode", "preprocess", "model", "store", "total"}
     assert p["frames"] == [list(range(142, 157, 2))]  # centered (no keyframe within 7 frames)
     assert p["model_version"] == "tiny-1" and p["stored"] is True
+    # The embedding: the classifier's 2048-d input (I3D-R50 pooled features), unit length.
+    emb = np.asarray(p["embedding"])
+    assert emb.shape == (2048,) and np.linalg.norm(emb) == pytest.approx(1.0, abs=1e-6)
     # Readable from DynamoDB, through boto3, as the table's own item and through the store.
     item = boto3.client("dynamodb").get_item(
         TableName=store.predictions_table,
@@ -90,6 +102,8 @@ def test_boto3_invoke_endpoint_s3_segment_lands_in_dynamodb(served):
     before = metric(server, "clipwatch_predictions_duplicate_total")
     again = invoke(runtime, {"s3_uri": uri})
     assert again["stored"] is False and again["label"] == p["label"]
+    # Stable: the same segment gives the same embedding.
+    np.testing.assert_allclose(again["embedding"], p["embedding"], atol=1e-6)
     assert metric(server, "clipwatch_predictions_duplicate_total") == before + 1
 
 

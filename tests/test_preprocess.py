@@ -1,6 +1,10 @@
 import numpy as np
 import pytest
-from gluoncv.data.transforms.video import VideoGroupValTransform
+
+from inference.gluoncv_compat import import_gluoncv
+
+import_gluoncv()
+from gluoncv.data.transforms.video import VideoGroupValTransform  # noqa: E402
 
 from inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_clip, normalize_clips
 

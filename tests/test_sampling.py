@@ -7,6 +7,9 @@ from inference.sampling import ClipSampler
 
 def gluoncv_val_indices(num_frames, new_length, new_step, num_segments):
     """The frame ids GluonCV's VideoClsCustom (decord loader, validation mode) reads."""
+    from inference.gluoncv_compat import import_gluoncv
+
+    import_gluoncv()
     from gluoncv.data.video_custom.classification import VideoClsCustom
 
     ds = VideoClsCustom.__new__(VideoClsCustom)
@@ -42,6 +45,10 @@ def test_snaps_to_a_nearby_keyframe_only():
     s = ClipSampler()
     assert s.starts(300, keyframes=[0, 60, 120, 180, 240]) == [120]
     assert s.starts(300, keyframes=[0, 250]) == [118]  # too far: keep the centered start
+    assert s.starts(300, keyframes=[114, 123]) == [114]  # two sampling steps away: snaps
+    assert s.starts(300, keyframes=[113, 123]) == [118]  # more than two sampling steps away
+    # A 2 s clip's start stays where GluonCV puts it (frame 14, not the keyframe at 0).
+    assert ClipSampler(frames=16, stride=2).starts(60, keyframes=[0]) == [14]
     assert s.starts(64, keyframes=[0, 30]) == [0]  # a keyframe whose clip would overrun: ignored
 
 

@@ -54,3 +54,69 @@ def test_flagged_prediction_creates_one_pending_review_task(store):
 def test_unknown_store_url():
     with pytest.raises(ValueError, match="unknown store URL"):
         open_store("postgres://x")
+
+
+# --- review tasks, leases, annotations, audits, write-back (issue 5) -----------------------------
+
+def _annotation(task_id: str, author: str, at: str):
+    from clipwatch.records import Annotation, ClipAnswer, SegmentLabel
+
+    return Annotation(annotation_id=f"{author}-{at}", task_id=task_id, stream_id="s3://b/live", sequence=7,
+                      segment_uri="s3://b/live/seg_00007.ts", author=author,
+                      tracks=["activity"], segments=[SegmentLabel(id="s1", track="activity", start=0.5,
+                                                                  end=2.0, label="running", text="ok")],
+                      clip=ClipAnswer(label="running", rating=4), clip_duration=10.0, clip_fps=30.0,
+                      accepted_at=at, submitted_at=at)
+
+
+def test_task_updates_are_conditional_on_the_revision(store):
+    task = save_prediction(store, prediction(7, confidence=0.3, review=True))
+    a, b = store.get_review_task(task.task_id), store.get_review_task(task.task_id)
+    a.lease_owner, a.lease_expires = "alice", 1e12
+    assert store.update_review_task(a) is True and a.revision == 1
+    b.lease_owner = "bob"  # read before alice's write: must lose
+    assert store.update_review_task(b) is False
+    got = store.get_review_task(task.task_id)
+    assert (got.lease_owner, got.revision) == ("alice", 1)
+    got.status = "reviewed"
+    assert store.update_review_task(got) is True
+    assert store.review_tasks("pending") == [] and [t.task_id for t in store.review_tasks("reviewed")] == [task.task_id]
+    assert store.get_review_task("missing") is None
+
+
+def test_review_budget_counts_tasks_per_stream_since(store):
+    for seq in (1, 2, 3):
+        save_prediction(store, prediction(seq, confidence=0.3, review=True))
+    save_prediction(store, prediction(4, confidence=0.3, review=True, stream="s3://b/other"))
+    assert store.count_review_tasks("s3://b/live", "2000-01-01T00:00:00+00:00") == 3
+    assert store.count_review_tasks("s3://b/live", "2999-01-01T00:00:00+00:00") == 0
+    assert store.count_review_tasks("s3://b/other", "2000-01-01T00:00:00+00:00") == 1
+
+
+def test_annotations_audits_and_label_write_back(store):
+    from clipwatch.records import Agreement, AuditRecord
+
+    task = save_prediction(store, prediction(7, confidence=0.3, review=True))
+    store.put_annotation(_annotation(task.task_id, "bob", "2026-01-01T00:00:02.000+00:00"))
+    store.put_annotation(_annotation(task.task_id, "alice", "2026-01-01T00:00:01.000+00:00"))
+    assert [a.author for a in store.annotations(task.task_id)] == ["alice", "bob"]  # submission order
+    assert store.annotations("other") == []
+    audit = AuditRecord(audit_id="a1", task_id=task.task_id, auditor="carol", decision="approved",
+                        reviewed_annotation_id="alice-x", agreement=Agreement(segment_iou=1, label_iou=1,
+                                                                               clip_label_agree=True))
+    store.put_audit(audit)
+    assert store.audits(task.task_id) == [audit]
+    assert store.record_human_label("s3://b/live", 7, "v1", "walking", "alice", "2026-01-01T00:00:03Z", "reviewed")
+    p = store.get_prediction("s3://b/live", 7)
+    assert (p.human_label, p.reviewed_by, p.status, p.label) == ("walking", "alice", "reviewed", "running")
+    # a newer model version replaced the prediction meanwhile: the old review does not land on it
+    assert not store.record_human_label("s3://b/live", 7, "v0", "x", "bob", "t", "reviewed")
+    assert not store.record_human_label("s3://b/live", 99, "v1", "x", "bob", "t", "reviewed")
+
+
+def test_recent_and_streams(store):
+    for seq in (1, 2, 3):
+        store.put_prediction(prediction(seq))
+    store.put_prediction(prediction(1, stream="s3://b/other"))
+    assert [p.sequence for p in store.recent("s3://b/live", 2)] == [3, 2]
+    assert store.streams() == ["s3://b/live", "s3://b/other"]

@@ -52,7 +52,8 @@ def horizontal_velocity(frames: np.ndarray) -> float:
     s = stabilized(frames)
     change = np.abs(s - np.median(s, 0)).sum(-1).sum(1)  # (T, W)
     x = (change * np.arange(change.shape[1])).sum(1) / change.sum(1)
-    in_view = change.sum(1) > 0.75 * change.sum(1).max()
+    # (relative to the 90th percentile, not the maximum: one badly stabilized frame spikes)
+    in_view = change.sum(1) > 0.75 * np.percentile(change.sum(1), 90)
     return float(np.median(np.diff(x)[in_view[1:] & in_view[:-1]]))
 
 

@@ -89,7 +89,7 @@ class _Scene:
     actors: list[_Actor]
     zoom: Callable[[float], tuple[float, float, float]]  # t → camera scale about (x, y)
     gain: Callable[[float], float]
-    shake: float  # max camera offset per frame, pixels
+    shake: Callable[[float], tuple[float, float]]  # t → camera offset (dx, dy), pixels
     noise: float  # sensor noise sigma, grey levels
     speed: float
     fps: int
@@ -117,8 +117,7 @@ class _Scene:
 
     def _camera(self, t: float) -> np.ndarray:
         scale, cx, cy = self.zoom(t)
-        # Independent per-frame offsets: shake that averages out instead of drifting like a pan.
-        dx, dy = np.round(self.rng.uniform(-self.shake, self.shake, 2))
+        dx, dy = np.round(self.shake(t))
         return np.float32([[scale, 0, (1 - scale) * cx + dx], [0, scale, (1 - scale) * cy + dy]])
 
     def _noise_frame(self, h: int, w: int) -> np.ndarray:
@@ -162,7 +161,7 @@ def _scene(activities: tuple[str, ...], rng: np.random.Generator, size: tuple[in
     if scene_zoom:
         zoom = _camera_zoom(rng, w, h)
     actors = [_actor("static_scene" if scene_zoom else a, rng, background, scale) for a in activities]
-    return _Scene(background, actors, zoom, gain, shake=rng.uniform(0, 0.02) * w,
+    return _Scene(background, actors, zoom, gain, shake=_handheld_shake(rng, 0.02 * w),
                   noise=rng.uniform(2, 6), speed=speed, fps=fps, rng=rng)
 
 
@@ -266,6 +265,22 @@ def _camera_zoom(rng: np.random.Generator, w: int, h: int) -> Callable[[float], 
     _, grow = _sawtooth_growth(rng)
     cx, cy = rng.uniform(0.4, 0.6) * w, rng.uniform(0.4, 0.6) * h
     return lambda t: (grow(t), cx, cy)
+
+
+def _handheld_shake(rng: np.random.Generator, most: float) -> Callable[[float], tuple[float, float]]:
+    """A hand-held camera's wobble: per axis, two sines of 0.5–4 Hz, up to ``most`` pixels.
+    Smooth, as real shake is, and it averages out instead of drifting like a pan. (White
+    per-frame jitter, as this was at first, is not what cameras do, and it made static scenes
+    with strong jitter look like rotating objects to the model: 10 of 23 static test clips with
+    jitter ≥ 1% of the width were misclassified, none below.)"""
+    amplitude = rng.uniform(0, most)
+    hz, phase = rng.uniform(0.5, 4, (2, 2)), rng.uniform(0, 2 * np.pi, (2, 2))
+    weight = np.array([0.6, 0.4])
+
+    def offset(t: float) -> tuple[float, float]:
+        dx, dy = amplitude * (weight * np.sin(2 * np.pi * hz * t + phase)).sum(axis=1)
+        return float(dx), float(dy)
+    return offset
 
 
 def _flicker(rng: np.random.Generator) -> Callable[[float], float]:

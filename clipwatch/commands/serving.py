@@ -15,6 +15,10 @@ def _serve(args) -> int:
     from clipwatch.errors import ModelUnavailable
     from inference.server import build_app
 
+    if args.max_batch_clips < 1 or (args.decode_workers is not None and args.decode_workers < 0):
+        print("clipwatch serve: --max-batch-clips must be at least 1 and --decode-workers at "
+              "least 0", file=sys.stderr)
+        return 2
     env = dict(os.environ)
     if args.store:
         env["CLIPWATCH_STORE"] = args.store
@@ -24,7 +28,9 @@ def _serve(args) -> int:
         env["CLIPWATCH_ALLOWED_BUCKETS"] = ",".join(args.allow_bucket)
     try:
         app = build_app(args.model, Settings.from_env(env), clips=args.clips,
-                        snap_to_keyframe=not args.no_keyframe_snap)
+                        snap_to_keyframe=not args.no_keyframe_snap, runtime=args.runtime,
+                        precision=args.precision, decode_workers=args.decode_workers,
+                        max_batch_clips=args.max_batch_clips)
     except ModelUnavailable as exc:
         print(f"clipwatch serve: {exc}", file=sys.stderr)
         return 2
@@ -39,7 +45,7 @@ def register(sub) -> None:
         description="Serve GET /ping, POST /invocations, GET /metrics (and the SageMaker Runtime "
                     "route, so boto3's sagemaker-runtime client can point at it).",
         epilog="example:\n  clipwatch serve --model ./model --port 8080 --store sqlite:///preds.db "
-               "--allow-dir /data/hls\n  curl -d '{\"s3_uri\": \"s3://bucket/live/seg_00001.ts\"}' "
+               "--allow-dir /data/hls\n  clipwatch serve --model ./model --runtime mxnet   # the fp32 MXNet reference runtime\n  curl -d '{\"s3_uri\": \"s3://bucket/live/seg_00001.ts\"}' "
                "localhost:8080/invocations")
     serve.add_argument("--model", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
                        help="model directory or GluonCV model-zoo name (default: /opt/ml/model)")
@@ -50,5 +56,13 @@ def register(sub) -> None:
     serve.add_argument("--allow-bucket", action="append", help="S3 bucket allow-list entry (repeatable)")
     serve.add_argument("--clips", type=int, default=1, help="clips per segment, logits averaged (default 1)")
     serve.add_argument("--no-keyframe-snap", action="store_true", help="keep clip starts exactly centered")
+    serve.add_argument("--runtime", choices=("auto", "torch", "mxnet"), default="auto",
+                       help="what runs the network: auto (default) = torch on CPUs, mxnet on GPUs")
+    serve.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                       help="torch precision: auto (default) = bf16 where the CPU has AMX/AVX512-BF16")
+    serve.add_argument("--decode-workers", type=int, default=None,
+                       help="decoding processes (default: one per core; 0 = decode in the request thread)")
+    serve.add_argument("--max-batch-clips", type=int, default=4,
+                       help="clips of concurrent requests run in one forward, at most (default 4)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)

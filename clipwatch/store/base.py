@@ -1,13 +1,17 @@
 """The store interface. Writes are idempotent: the key is (stream_id, sequence) and a repeated
 event for the same segment and model version writes nothing, so at-least-once triggers (S3
 events, Kafka redeliveries, Lambda retries) cannot count a segment twice. A new model version
-re-predicting a segment replaces the old prediction."""
+re-predicting a segment replaces the old prediction.
+
+Review tasks change under optimistic concurrency: ``update_review_task`` writes only when the
+stored ``revision`` is still the one the caller read, so leases and submissions from several
+reviewers (several app processes, even) never overwrite each other."""
 
 from __future__ import annotations
 
 from typing import Optional, Protocol
 
-from ..records import Prediction, ReviewTask
+from ..records import Annotation, AuditRecord, Prediction, ReviewTask
 
 
 class PredictionStore(Protocol):
@@ -20,10 +24,35 @@ class PredictionStore(Protocol):
                  last: int | None = None) -> list[Prediction]:
         """A stream's predictions in sequence order (one range query)."""
 
+    def recent(self, stream_id: str, limit: int = 20) -> list[Prediction]:
+        """A stream's newest predictions, newest first."""
+
+    def streams(self) -> list[str]: ...
+
+    def record_human_label(self, stream_id: str, sequence: int, model_version: str, label: str,
+                           by: str, at: str, status: str) -> bool:
+        """Write a reviewed label back onto the prediction (if it is still that model version's)."""
+
     def put_review_task(self, task: ReviewTask) -> bool:
         """Create the task unless it exists; True if created."""
 
+    def get_review_task(self, task_id: str) -> Optional[ReviewTask]: ...
+
+    def update_review_task(self, task: ReviewTask) -> bool:
+        """Write ``task`` if the stored revision equals ``task.revision`` (then bump it)."""
+
     def review_tasks(self, status: str = "pending", limit: int = 100) -> list[ReviewTask]: ...
+
+    def count_review_tasks(self, stream_id: str, since: str) -> int:
+        """Tasks created for a stream at or after ``since`` (ISO 8601 UTC): the review budget."""
+
+    def put_annotation(self, annotation: Annotation) -> None: ...
+
+    def annotations(self, task_id: str) -> list[Annotation]: ...
+
+    def put_audit(self, audit: AuditRecord) -> None: ...
+
+    def audits(self, task_id: str) -> list[AuditRecord]: ...
 
     def close(self) -> None: ...
 

@@ -1,0 +1,136 @@
+"""Do the fast paths change predictions? Top-1 agreement between the served path and the fp32
+GluonCV/MXNet reference path, on held-out synthetic clips for the demo model.
+
+- Reference: GluonCV's own ``VideoClsCustom`` loader (decord, its validation sampling,
+  ``VideoGroupValTransform``) feeding the model directory's MXNet graph in fp32.
+- Served: ``Endpoint.invoke`` on each clip's file, with the runtime/precision under test (by
+  default the one `clipwatch serve` picks), keyframe snapping as served, and with it off.
+
+The clips are regenerated deterministically with ``training.synth.make_dataset`` under a seed
+the demo model was not trained on (it was trained on seed 1): every clip is held out.
+
+    .venv/bin/python benchmarks/agreement.py --model models/demo
+"""
+
+from __future__ import annotations
+
+import inference  # noqa: F401,I001  -- MXNet's thread count, before MXNet loads
+import mxnet  # noqa: F401,I001  -- before decord
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from harness import console, progress
+
+DEFAULT_SEED = 20261122
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "models" / "demo"
+
+
+def render_clips(out: Path, clips_per_class: int, seed: int) -> Path:
+    from training.synth import make_dataset
+
+    with console.status(f"rendering {clips_per_class} held-out synthetic clips per class (seed {seed})"):
+        make_dataset(out, clips_per_class, seed=seed, progress=False)
+    # All three list files: nothing in this seed was seen in training.
+    (out / "all.txt").write_text("".join((out / f"{s}.txt").read_text()
+                                         for s in ("train", "val", "test")))
+    return out
+
+
+def reference_predictions(data: Path, model_dir: Path) -> tuple[list[int], list[int]]:
+    """Top-1 of the fp32 GluonCV/MXNet path, and the true labels."""
+    from inference.gluoncv_compat import import_gluoncv
+    from inference.model import load_classifier
+
+    import_gluoncv()
+    from gluoncv.data import VideoClsCustom
+    from gluoncv.data.transforms.video import VideoGroupValTransform
+
+    classifier = load_classifier(model_dir, runtime="mxnet")
+    s = classifier.card.input
+    dataset = VideoClsCustom(
+        root=str(data), setting=str(data / "all.txt"), train=False, new_length=s.frames,
+        new_step=s.stride, new_width=s.resize[0], new_height=s.resize[1], target_width=s.crop,
+        target_height=s.crop, video_loader=True, use_decord=True,
+        transform=VideoGroupValTransform(size=s.crop, mean=s.mean, std=s.std))
+    top1, labels = [], []
+    with progress() as bar:
+        task = bar.add_task("reference: GluonCV loader + MXNet fp32", total=len(dataset))
+        for i in range(len(dataset)):
+            clip, label = dataset[i]
+            top1.append(int(classifier.logits(clip.asnumpy()).argmax()))
+            labels.append(int(label))
+            bar.advance(task)
+    return top1, labels
+
+
+def served_predictions(data: Path, model_dir: Path, runtime: str, precision: str,
+                       snap_to_keyframe: bool) -> tuple[list[int], str]:
+    from clipwatch.blobs import SegmentReader
+    from clipwatch.records import InvocationRequest
+    from inference.model import load_classifier
+    from inference.predictor import Endpoint
+
+    classifier = load_classifier(model_dir, runtime=runtime, precision=precision)
+    endpoint = Endpoint(classifier, SegmentReader(allowed_dirs=(data,)), None,
+                        snap_to_keyframe=snap_to_keyframe)
+    paths = [data / line.split()[0] for line in (data / "all.txt").read_text().splitlines()]
+    top1 = []
+    try:
+        with progress() as bar:
+            task = bar.add_task(f"served: {classifier.backend}, keyframe snap "
+                                f"{'on' if snap_to_keyframe else 'off'}", total=len(paths))
+            for path in paths:
+                p = endpoint.invoke(InvocationRequest(uri=str(path)))
+                top1.append(classifier.classes.index(p.label))
+                bar.advance(task)
+    finally:
+        endpoint.close()
+    return top1, classifier.backend
+
+
+def measure_agreement(workdir: Path, model_dir: Path = DEMO_MODEL, clips_per_class: int = 30,
+                      seed: int = DEFAULT_SEED, runtime: str = "auto",
+                      precision: str = "auto") -> dict:
+    data = render_clips(workdir / "agreement-clips", clips_per_class, seed)
+    reference, labels = reference_predictions(data, model_dir)
+    result = {"model": str(model_dir), "clips": len(labels), "seed": seed,
+              "reference": "GluonCV VideoClsCustom + VideoGroupValTransform + MXNet fp32",
+              "reference_accuracy": round(float(np.mean(np.equal(reference, labels))), 4)}
+    for snap in (True, False):
+        served, backend = served_predictions(data, model_dir, runtime, precision, snap)
+        key = "served" if snap else "served_no_keyframe_snap"
+        result[key] = {
+            "backend": backend, "keyframe_snap": snap,
+            "agreement": round(float(np.mean(np.equal(served, reference))), 4),
+            "disagreements": int(np.sum(np.not_equal(served, reference))),
+            "accuracy": round(float(np.mean(np.equal(served, labels))), 4)}
+    from inference.model import load_classifier
+
+    result["model_version"] = load_classifier(model_dir, runtime="mxnet").card.version
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Top-1 agreement of the served path with the fp32 "
+                                            "GluonCV/MXNet reference on held-out synthetic clips.")
+    p.add_argument("--model", type=Path, default=DEMO_MODEL)
+    p.add_argument("--clips-per-class", type=int, default=30)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--runtime", default="auto")
+    p.add_argument("--precision", default="auto")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="clipwatch-agreement-") as tmp:
+        result = measure_agreement(Path(tmp), args.model, args.clips_per_class, args.seed,
+                                   args.runtime, args.precision)
+    console.print_json(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

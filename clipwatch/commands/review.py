@@ -1,0 +1,141 @@
+"""`clipwatch review`, `clipwatch review-user` and `clipwatch export`: the human-review web tool,
+its users, and exports of reviewed labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _labels(args) -> list[str]:
+    """The activity classes: --labels FILE (one a line) or the model directory's classes.txt."""
+    source = Path(args.labels) if args.labels else Path(args.model) / "classes.txt"
+    if not source.is_file():
+        raise ValueError(f"{source}: no label list (give --labels classes.txt or --model DIR)")
+    labels = [line.strip() for line in source.read_text().splitlines() if line.strip()]
+    if not labels:
+        raise ValueError(f"{source}: the label list is empty")
+    return labels
+
+
+def _reader(args):
+    from clipwatch.blobs import SegmentReader
+    from clipwatch.config import Settings
+
+    env = dict(os.environ)
+    if args.allow_dir:
+        env["CLIPWATCH_ALLOWED_DIRS"] = ",".join(args.allow_dir)
+    if args.allow_bucket:
+        env["CLIPWATCH_ALLOWED_BUCKETS"] = ",".join(args.allow_bucket)
+    s = Settings.from_env(env)
+    return SegmentReader(s.allowed_buckets, s.allowed_dirs, s.max_segment_bytes), s
+
+
+def _review(args) -> int:
+    import uvicorn
+
+    try:
+        reader, settings = _reader(args)
+        from review.app import create_app
+
+        secret = os.environ.get("CLIPWATCH_REVIEW_SECRET", "").encode() or None
+        app = create_app(args.store or settings.store_url, args.users, _labels(args), reader=reader,
+                         lease_seconds=args.lease_seconds, page_size=args.page_size, secret=secret)
+    except (ValueError, RuntimeError) as exc:
+        print(f"clipwatch review: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _user(args) -> int:
+    from review.auth import UsersFile
+
+    try:
+        token = UsersFile.add(args.users, args.name, args.role, args.days)
+    except (ValueError, json.JSONDecodeError) as exc:
+        print(f"clipwatch review-user: {args.users}: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.name} ({args.role}) added to {args.users}. Their token (shown once):\n{token}")
+    return 0
+
+
+def _export(args) -> int:
+    from clipwatch.store import open_store
+    from review.exports import export
+
+    try:
+        reader, settings = _reader(args)
+        store = open_store(args.store or settings.store_url)
+        summary = export(store, args.format, Path(args.out), _labels(args), reader,
+                         redact=not args.no_redact)
+    except (ValueError, RuntimeError) as exc:
+        print(f"clipwatch export: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a segment that cannot be read, a store that cannot be reached
+        from clipwatch.errors import ClipwatchError
+
+        if isinstance(exc, ClipwatchError):
+            print(f"clipwatch export: {exc.message}", file=sys.stderr)
+            return 1
+        raise
+    print(json.dumps(summary))
+    return 0
+
+
+def _common(p) -> None:
+    p.add_argument("--store", help="sqlite:///path.db or dynamodb://prefix (default: env CLIPWATCH_STORE)")
+    p.add_argument("--model", default="models/demo", help="model directory whose classes.txt lists the labels")
+    p.add_argument("--labels", help="label list, one a line (instead of --model)")
+    p.add_argument("--allow-dir", action="append", help="local folder segments may be read from (repeatable)")
+    p.add_argument("--allow-bucket", action="append", help="S3 bucket allow-list entry (repeatable)")
+
+
+def register(sub) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    review = sub.add_parser(
+        "review", help="run the human-review web tool", formatter_class=raw,
+        description="Serve the review tool: the queue (uncertain first, diverse), the clip page "
+                    "(video + Wavesurfer timeline, tracks, recording, labels), audit and the "
+                    "operator view. Users log in with tokens from `clipwatch review-user add`.",
+        epilog="example:\n  clipwatch review-user add alice --role reviewer --users users.json\n"
+               "  clipwatch review --port 8000 --store sqlite:///preds.db --users users.json "
+               "--model models/demo --allow-dir /data/hls")
+    _common(review)
+    review.add_argument("--users", required=True, help="users file (JSON; see `clipwatch review-user`)")
+    review.add_argument("--host", default="127.0.0.1")
+    review.add_argument("--port", type=int, default=8000)
+    review.add_argument("--lease-seconds", type=float, default=600.0, help="how long a reviewer holds a task")
+    review.add_argument("--page-size", type=int, default=10,
+                        help="b: clusters of the uncertain half, served first (default 10)")
+    review.add_argument("--log-level", default="info")
+    review.set_defaults(run=_review)
+
+    user = sub.add_parser(
+        "review-user", help="add a review-tool user and print their token", formatter_class=raw,
+        description="Add (or replace) a user with a fresh token; only its SHA-256 is stored.",
+        epilog="example:\n  clipwatch review-user add alice --role reviewer --users users.json --days 30")
+    user.add_argument("action", choices=["add"])
+    user.add_argument("name")
+    user.add_argument("--role", choices=["reviewer", "auditor", "admin"], default="reviewer")
+    user.add_argument("--users", required=True, help="users file to create or update")
+    user.add_argument("--days", type=float, help="token lifetime in days (default: no expiry)")
+    user.set_defaults(run=_user)
+
+    exp = sub.add_parser(
+        "export", help="export reviewed labels (Ground Truth, Label Studio, training list)",
+        formatter_class=raw,
+        description="Write reviewed and audited labels: groundtruth → OUT/output.manifest, "
+                    "labelstudio → OUT/tasks.json + label_config.xml, training → OUT/train.txt, "
+                    "val.txt, classes.txt and media/. Free text is PII-redacted unless --no-redact.",
+        epilog="example:\n  clipwatch export --format labelstudio --store sqlite:///preds.db --out ls/\n"
+               "  clipwatch export --format training --store sqlite:///preds.db --out data/reviewed "
+               "--allow-dir /data/hls && clipwatch train --data data/reviewed --base models/demo")
+    _common(exp)
+    exp.add_argument("--format", required=True, choices=["groundtruth", "labelstudio", "training"])
+    exp.add_argument("--out", required=True, help="output folder")
+    exp.add_argument("--no-redact", action="store_true", help="keep free text as typed")
+    exp.set_defaults(run=_export)

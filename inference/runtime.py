@@ -1,0 +1,187 @@
+"""Runtimes: what executes a model directory's network. Both return ``(logits, features)`` for
+an ``(N, 3, T, H, W)`` float32 batch; ``features`` is the input of the final classifier layer.
+
+- ``mxnet``: the exported MXNet graph, hybridized (static alloc/shape), fp32 — the reference,
+  and the one that runs on a GPU.
+- ``torch``: the same graph interpreted into PyTorch (``inference.mxgraph``), channels-last 3D,
+  in ``fp32`` or ``bf16`` (weights and activations in bfloat16: oneDNN runs the convolutions
+  on AMX tiles where the CPU has them). Measured on this 2-core AMX machine for I3D-R50
+  32×224²: see README "Speed".
+
+``auto`` picks the fastest correct one: torch bf16 on a CPU with native bf16 (AMX or
+AVX512-BF16; predictions agree with MXNet fp32 on ≥ 99% of clips, benchmarks/endpoint.py checks),
+torch fp32 on other CPUs, MXNet on a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from clipwatch.errors import ModelUnavailable
+
+RUNTIMES = ("auto", "mxnet", "torch")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class Runtime:
+    name = "?"
+    precision = "fp32"
+    device = "cpu"
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------
+# MXNet
+# ---------------------------------------------------------------------------------------------
+
+class MXNetRuntime(Runtime):
+    """The exported graph with a second output: the final FullyConnected layer's input."""
+
+    name = "mxnet"
+
+    def __init__(self, model_dir: Path, ctx=None):
+        import mxnet as mx
+
+        from .mxgraph import dense_input_name
+
+        self.ctx = ctx or pick_mxnet_context()
+        self.device = "gpu" if self.ctx.device_type == "gpu" else "cpu"
+        try:
+            symbol = mx.sym.load(str(model_dir / "model-symbol.json"))
+            feature_node = dense_input_name(json.loads(symbol.tojson()))
+            outputs = [symbol]
+            if feature_node is not None:
+                # flattened in numpy: mx.sym.flatten here fails in MXNet 1.9.1's oneDNN
+                # ("could not create a primitive descriptor for a reorder primitive")
+                outputs.append(symbol.get_internals()[feature_node + "_output"])
+            net = mx.gluon.SymbolBlock(mx.sym.Group(outputs) if len(outputs) > 1 else symbol,
+                                       mx.sym.var("data"))
+            net.collect_params().load(str(model_dir / "model-0000.params"), ctx=self.ctx,
+                                      ignore_extra=True, allow_missing=False)
+        except Exception as exc:
+            raise ModelUnavailable(f"cannot load the network in {model_dir}: {exc}") from None
+        net.hybridize(static_alloc=True, static_shape=True)
+        self.net, self.has_features = net, feature_node is not None
+
+    def forward(self, batch):
+        import mxnet as mx
+
+        out = self.net(mx.nd.array(batch, ctx=self.ctx, dtype=np.float32))
+        if not self.has_features:
+            logits = out.asnumpy()
+            return logits, logits
+        features = out[1].asnumpy()
+        return out[0].asnumpy(), features.reshape(len(features), -1)
+
+
+def pick_mxnet_context():
+    """A GPU when one is present (cloud endpoints run on ml.g4dn/g5), the CPU otherwise."""
+    import mxnet as mx
+
+    return mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch
+# ---------------------------------------------------------------------------------------------
+
+def cpu_has_native_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 convolutions then run faster than fp32 ones; without them
+    oneDNN emulates bf16 and it is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("amx_bf16", "avx512_bf16"))
+
+
+_torch_threads_set = threading.Lock()
+
+
+def _set_torch_threads() -> None:
+    import torch
+
+    with _torch_threads_set:
+        # Both cores for one forward: requests are serialized (and batched) in front of it.
+        wanted = int(os.environ.get("CLIPWATCH_TORCH_THREADS", os.cpu_count() or 1))
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+
+
+class TorchRuntime(Runtime):
+    name = "torch"
+
+    def __init__(self, model_dir: Path, precision: str = "bf16"):
+        import torch
+
+        from .mxgraph import load_graph
+
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"torch precision must be fp32 or bf16, not {precision!r}")
+        _set_torch_threads()
+        self.precision = precision
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        module = load_graph(model_dir)
+        self.module = module.to(self.dtype).to(memory_format=torch.channels_last_3d)
+        self._torch = torch
+
+    def forward(self, batch):
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        if x.dim() == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode():
+            logits, features = self.module(x.to(self.dtype))
+            return logits.float().numpy(), features.float().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+
+def resolve(runtime: str = "auto", precision: str = "auto", gpu: bool = False) -> tuple[str, str]:
+    """``auto`` → a concrete (runtime, precision)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if runtime == "auto":
+        runtime = "mxnet" if gpu or not _torch_available() else "torch"
+    if runtime == "mxnet":
+        if precision not in ("auto", "fp32"):
+            raise ValueError(f"the mxnet runtime serves fp32 only (its bf16 is slower than fp32 "
+                             f"on this CPU), not {precision!r}")
+        return "mxnet", "fp32"
+    if precision == "auto":
+        precision = "bf16" if cpu_has_native_bf16() else "fp32"
+    return runtime, precision
+
+
+def _nvidia_device_present() -> bool:
+    """Asked before importing MXNet at all: a CPU-only endpoint on torch never loads it
+    (~150 MB less resident memory, and one OpenMP runtime instead of two)."""
+    return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia").exists()
+
+
+def _torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_runtime(model_dir: Path, runtime: str = "auto", precision: str = "auto",
+                 ctx=None) -> Runtime:
+    gpu = ctx is not None and getattr(ctx, "device_type", "cpu") == "gpu"
+    if runtime == "auto" and ctx is None and _nvidia_device_present():
+        gpu = pick_mxnet_context().device_type == "gpu"
+    runtime, precision = resolve(runtime, precision, gpu)
+    if runtime == "mxnet":
+        return MXNetRuntime(model_dir, ctx)
+    return TorchRuntime(model_dir, precision)

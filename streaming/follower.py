@@ -1,0 +1,226 @@
+"""The HLS follower: reload a live playlist, paced by its target duration, and emit every new
+segment exactly once per stream, in order, also across restarts.
+
+Each reload is compared with the persisted ``StreamState``:
+- new entries (media sequence above the last handled) are downloaded, kept by the sink, published,
+  and only then recorded as handled, so a crash re-emits at most the segment in hand (harmless:
+  the store is idempotent) and never skips one;
+- entries that slid out of the window before we saw them are counted as ``missed``;
+- a media sequence that goes backwards is a stale copy of the playlist when its entries match
+  what we handled at those sequence numbers, otherwise an encoder restart (a reset): the
+  stream's sequence continues from where it was, so old and new segments never share a key;
+- ENDLIST ends the stream once its last entries are handled; no new segment for ``stall_after``
+  target durations marks it stalled (logged once, counted) until one arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from clipwatch import metrics
+
+from .events import SegmentEvent
+from .playlist import MediaPlaylist, choose_variant, parse
+from .sinks import SegmentSink
+from .sources import Fetcher, FetchError
+from .state import StateStore
+
+log = logging.getLogger("clipwatch.follower")
+
+
+def default_stream_id(source: str) -> str:
+    """The playlist's folder, the same convention the endpoint uses for a bare segment URI."""
+    folder = source.rstrip("/").rpartition("/")[0]
+    return folder or "default"
+
+
+class Follower:
+    def __init__(self, source: str, publish: Callable[[SegmentEvent], None], sink: SegmentSink,
+                 state: StateStore, *, stream_id: str | None = None, variant: str = "auto",
+                 poll_interval: float | None = None, stall_after: float = 3.0,
+                 download_attempts: int = 3, fetcher: Fetcher | None = None,
+                 clock: Callable[[], float] = time.time):
+        if "://" not in source:  # a local path: absolute, so the stream id names its folder
+            source = str(Path(source).resolve())
+        self.source, self.publish, self.sink, self.states = source, publish, sink, state
+        self.stream_id = stream_id or default_stream_id(source)
+        self.variant, self.poll_interval, self.stall_after = variant, poll_interval, stall_after
+        self.download_attempts = download_attempts
+        self.fetcher = fetcher or Fetcher()
+        self.clock = clock
+        self.state = state.load(self.stream_id)
+        self.media_location: str | None = None
+        self.target_duration = 10.0
+        self.ended = self.stalled = False
+        self.emitted = 0
+        self.last_new_at = clock()
+        self._recent: dict[int, str] = {}  # media sequence → listed URI handled lately (stale check)
+        self._download_failures: dict[int, int] = {}
+        self._last_problem: str | None = None
+
+    # -- one reload ---------------------------------------------------------------------------
+
+    def reload(self) -> MediaPlaylist:
+        location = self.media_location or self.source
+        with _stage("playlist"):
+            parsed = parse(self.fetcher.read(location), location)
+            if isinstance(parsed, list):
+                chosen = choose_variant(parsed, self.variant)
+                log.info("%s: master playlist with %d variants; following %s (%d bit/s)",
+                         self.source, len(parsed), chosen.uri, chosen.bandwidth)
+                self.media_location = chosen.uri
+                parsed = parse(self.fetcher.read(chosen.uri), chosen.uri)
+                if isinstance(parsed, list):
+                    raise FetchError(chosen.uri, "not_hls", "a variant is itself a master playlist")
+        return parsed
+
+    def poll_once(self) -> list[SegmentEvent]:
+        """Reload and emit what is new. Raises FetchError when the playlist cannot be read, and
+        the bus's error when publishing fails (progress up to that segment is kept)."""
+        playlist = self.reload()
+        self.target_duration = playlist.target_duration or self.target_duration
+        now, st = self.clock(), self.state
+        if playlist.entries and playlist.last_sequence < st.last_media_sequence:
+            known = [e for e in playlist.entries if e.media_sequence in self._recent]
+            if known and all(self._recent[e.media_sequence] == e.listed_uri for e in known):
+                metrics.PLAYLIST_EVENTS.labels("stale").inc()
+                return []
+            first = playlist.entries[0].media_sequence
+            log.warning("%s: media sequence went back from %d to %d: the encoder restarted; "
+                        "the stream continues at sequence %d", self.stream_id,
+                        st.last_media_sequence, playlist.last_sequence, st.last_sequence + 1)
+            metrics.PLAYLIST_EVENTS.labels("reset").inc()
+            st.offset, st.last_media_sequence = st.last_sequence + 1 - first, first - 1
+            self.states.save(st)
+        new = [e for e in playlist.entries if e.media_sequence > st.last_media_sequence]
+        if new and st.last_media_sequence >= 0 and new[0].media_sequence > st.last_media_sequence + 1:
+            gone = new[0].media_sequence - st.last_media_sequence - 1
+            log.warning("%s: %d segment(s) left the playlist window before they could be read "
+                        "(media sequence %d–%d)", self.stream_id, gone, st.last_media_sequence + 1,
+                        new[0].media_sequence - 1)
+            metrics.STREAM_SEGMENTS.labels("missed").inc(gone)
+        events = []
+        for entry in new:
+            event = self._take(entry, now)
+            if event is False:
+                break  # retried at the next reload, keeping the stream in order
+            if event is not None:
+                with _stage("publish"):
+                    self.publish(event)
+                metrics.STREAM_SEGMENTS.labels("emitted").inc()
+                self.emitted += 1
+                if entry.discontinuity:
+                    metrics.PLAYLIST_EVENTS.labels("discontinuity").inc()
+                events.append(event)
+            st.last_sequence = entry.media_sequence + st.offset
+            st.last_media_sequence = entry.media_sequence
+            self.states.save(st)
+            self._remember(entry)
+        self._track_progress(playlist, bool(events), now)
+        return events
+
+    def _remember(self, entry) -> None:
+        self._recent[entry.media_sequence] = entry.listed_uri
+        if len(self._recent) > 512:
+            del self._recent[min(self._recent)]
+
+    def _take(self, entry, now: float) -> SegmentEvent | None | bool:
+        """Download and keep one segment: its event, None when given up, False to retry later."""
+        sequence = entry.media_sequence + self.state.offset
+        try:
+            with _stage("download"):
+                data = self.fetcher.read(entry.uri)
+                uri = self.sink.put(self.stream_id, sequence, entry.listed_uri, data)
+        except Exception as exc:  # FetchError, or the sink's disk/S3 error
+            attempts = self._download_failures.get(sequence, 0) + 1
+            self._download_failures[sequence] = attempts
+            if attempts < self.download_attempts:
+                log.warning("%s: segment %s failed (%s); attempt %d of %d, retrying at the next "
+                            "reload", self.stream_id, entry.uri, exc, attempts, self.download_attempts)
+                return False
+            log.error("%s: giving up on segment %s after %d attempts: %s", self.stream_id,
+                      entry.uri, attempts, exc)
+            metrics.STREAM_SEGMENTS.labels("download_failed").inc()
+            self._download_failures.pop(sequence, None)
+            return None
+        self._download_failures.pop(sequence, None)
+        ready = entry.program_date_time + entry.duration if entry.program_date_time else now
+        return SegmentEvent(stream_id=self.stream_id, sequence=sequence, uri=uri,
+                            source_uri=entry.uri, duration=entry.duration,
+                            discontinuity=entry.discontinuity, start_time=entry.program_date_time,
+                            ready_at=min(ready, now))
+
+    def _track_progress(self, playlist: MediaPlaylist, progressed: bool, now: float) -> None:
+        if progressed:
+            self.last_new_at = now
+            if self.stalled:
+                log.info("%s: new segments again; no longer stalled", self.stream_id)
+                self.stalled = False
+                metrics.STREAMS_STALLED.labels(self.stream_id).set(0)
+        elif not playlist.ended and not self.stalled and \
+                now - self.last_new_at > self.stall_after * self.target_duration:
+            self.stalled = True
+            log.warning("%s: stalled: no new segment for %.0f s (%g × target duration %g s)",
+                        self.stream_id, now - self.last_new_at, self.stall_after, self.target_duration)
+            metrics.STREAMS_STALLED.labels(self.stream_id).set(1)
+            metrics.STREAM_STALLS.labels(self.stream_id).inc()
+        if playlist.ended and self.state.last_media_sequence >= playlist.last_sequence:
+            self.ended = True
+            metrics.PLAYLIST_EVENTS.labels("ended").inc()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, wait_for_stream: bool = False) -> None:
+        """Follow until ENDLIST or ``stop``. Read errors are reported, counted and retried; on
+        the first reload they raise unless ``wait_for_stream`` (the stream may not exist yet)."""
+        started = False
+        metrics.STREAMS_STALLED.labels(self.stream_id).set(0)
+        while not stop.is_set():
+            progressed = False
+            try:
+                progressed = bool(self.poll_once())
+                started = True
+                self._problem(None)
+            except FetchError as exc:
+                metrics.PLAYLIST_EVENTS.labels(exc.reason).inc()
+                if not started and not wait_for_stream:
+                    raise
+                self._problem(f"cannot read the playlist {exc}; retrying")
+            except Exception as exc:  # the bus: kafka-python reconnects; we retry the segment
+                metrics.BUS_ERRORS.labels("publish").inc()
+                self._problem(f"cannot publish to the bus ({exc.__class__.__name__}: {exc}); retrying")
+            if self.ended:
+                log.info("%s: the playlist ended (ENDLIST) at sequence %d", self.stream_id,
+                         self.state.last_sequence)
+                return
+            stop.wait(self._interval(progressed))
+
+    def _interval(self, progressed: bool) -> float:
+        if self.poll_interval is not None:
+            return self.poll_interval
+        # RFC 8216 §6.3.4: reload after a target duration, after half of it when unchanged.
+        return self.target_duration if progressed else self.target_duration / 2
+
+    def _problem(self, message: str | None) -> None:
+        """Log a problem when it starts or changes, and its end, not at every reload."""
+        if message != self._last_problem:
+            if message:
+                log.warning("%s: %s", self.stream_id, message)
+            elif self._last_problem:
+                log.info("%s: recovered", self.stream_id)
+        self._last_problem = message
+
+
+class _stage:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        metrics.STREAM_STAGE_SECONDS.labels(self.name).observe(time.perf_counter() - self.start)
