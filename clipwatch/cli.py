@@ -25,13 +25,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clipwatch", description="clipwatch: activity detection on live HLS video streams, with humans in the loop.")
     sub = p.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a command module that exists but fails to import is a bug
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return p
 
 

@@ -78,6 +78,7 @@ class OpenLoopGenerator:
         self.rng = random.Random(seed)
         self.clock = clock
         self._sequence = 0
+        self._t0: float | None = None  # one time base for every run of this generator
         self._lock = threading.Lock()
         self.completed = 0
         self.errors = 0
@@ -101,7 +102,9 @@ class OpenLoopGenerator:
         runs: list[StageRun] = []
         stop = stop or threading.Event()
         with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="loadtest") as pool:
-            t0 = self.clock()
+            if self._t0 is None:
+                self._t0 = self.clock()
+            t0 = self._t0
             offset = 0.0
             for index, stage in enumerate(stages):
                 if drain or index == 0:

@@ -76,7 +76,7 @@ def run(target: Target, spec: RunSpec, console: Console | None = None,
         task = progress.add_task("load test", total=sum(s.seconds for s in spec.stages), info="")
 
         def on_stage(r: StageRun) -> None:
-            progress.update(task, description=f"step {r.index + 1}: {r.stage.rate_per_min:g}/min")
+            progress.update(task, description=f"step at {r.stage.rate_per_min:g}/min")
 
         def watcher() -> None:  # refresh the counters while the generator keeps its schedule
             import time
