@@ -3,7 +3,7 @@ GluonCV/MXNet reference path, on held-out synthetic clips for the demo model.
 
 - Reference: GluonCV's own ``VideoClsCustom`` loader (decord, its validation sampling,
   ``VideoGroupValTransform``) feeding the model directory's MXNet graph in fp32.
-- Served: ``Endpoint.invoke`` on each clip's file, with the runtime/precision under test (by
+- Served: ``Endpoint.invoke`` on each clip's file, with the runtime/precision/decoder under test (by
   default the one `clipwatch serve` picks), keyframe snapping as served, and with it off.
 
 The clips are regenerated deterministically with ``training.synth.make_dataset`` under a seed
@@ -70,7 +70,7 @@ def reference_predictions(data: Path, model_dir: Path) -> tuple[list[int], list[
 
 
 def served_predictions(data: Path, model_dir: Path, runtime: str, precision: str,
-                       snap_to_keyframe: bool) -> tuple[list[int], str]:
+                       snap_to_keyframe: bool, decoder: str = "pyav") -> tuple[list[int], str]:
     from clipwatch.blobs import SegmentReader
     from clipwatch.records import InvocationRequest
     from inference.model import load_classifier
@@ -78,12 +78,12 @@ def served_predictions(data: Path, model_dir: Path, runtime: str, precision: str
 
     classifier = load_classifier(model_dir, runtime=runtime, precision=precision)
     endpoint = Endpoint(classifier, SegmentReader(allowed_dirs=(data,)), None,
-                        snap_to_keyframe=snap_to_keyframe)
+                        snap_to_keyframe=snap_to_keyframe, decoder=decoder)
     paths = [data / line.split()[0] for line in (data / "all.txt").read_text().splitlines()]
     top1 = []
     try:
         with progress() as bar:
-            task = bar.add_task(f"served: {classifier.backend}, keyframe snap "
+            task = bar.add_task(f"served: {classifier.backend}, {decoder}, keyframe snap "
                                 f"{'on' if snap_to_keyframe else 'off'}", total=len(paths))
             for path in paths:
                 p = endpoint.invoke(InvocationRequest(uri=str(path)))
@@ -96,17 +96,17 @@ def served_predictions(data: Path, model_dir: Path, runtime: str, precision: str
 
 def measure_agreement(workdir: Path, model_dir: Path = DEMO_MODEL, clips_per_class: int = 30,
                       seed: int = DEFAULT_SEED, runtime: str = "auto",
-                      precision: str = "auto") -> dict:
+                      precision: str = "auto", decoder: str = "pyav") -> dict:
     data = render_clips(workdir / "agreement-clips", clips_per_class, seed)
     reference, labels = reference_predictions(data, model_dir)
     result = {"model": str(model_dir), "clips": len(labels), "seed": seed,
               "reference": "GluonCV VideoClsCustom + VideoGroupValTransform + MXNet fp32",
               "reference_accuracy": round(float(np.mean(np.equal(reference, labels))), 4)}
     for snap in (True, False):
-        served, backend = served_predictions(data, model_dir, runtime, precision, snap)
+        served, backend = served_predictions(data, model_dir, runtime, precision, snap, decoder)
         key = "served" if snap else "served_no_keyframe_snap"
         result[key] = {
-            "backend": backend, "keyframe_snap": snap,
+            "backend": backend, "decoder": decoder, "keyframe_snap": snap,
             "agreement": round(float(np.mean(np.equal(served, reference))), 4),
             "disagreements": int(np.sum(np.not_equal(served, reference))),
             "accuracy": round(float(np.mean(np.equal(served, labels))), 4)}
@@ -124,10 +124,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--runtime", default="auto")
     p.add_argument("--precision", default="auto")
+    p.add_argument("--decoder", default="pyav", choices=("pyav", "decord"))
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="clipwatch-agreement-") as tmp:
         result = measure_agreement(Path(tmp), args.model, args.clips_per_class, args.seed,
-                                   args.runtime, args.precision)
+                                   args.runtime, args.precision, args.decoder)
     console.print_json(json.dumps(result))
     return 0
 

@@ -8,7 +8,8 @@ H.264 MPEG-TS segments (2 s GOP), as a live HLS encoder writes them, in S3 serve
 HTTP on loopback, called through boto3's own ``sagemaker-runtime`` client.
 
 1. **Low-load latency.** The endpoint (`clipwatch serve`, its own process, default settings:
-   the fastest correct runtime, decode workers, batching) gets sequential requests: per-phase
+   PyAV decoding in worker processes, batching; the network in int8, from a module calibrated
+   on the benchmark segments, as `clipwatch quantize` makes one) gets sequential requests: per-phase
    server timings and the client's wall latency, median and p90.
 2. **Sustained throughput.** C clients at once (enough to keep the endpoint saturated), each
    with its own boto3 client: segments/min = requests / wall seconds * 60. Meanwhile the
@@ -18,8 +19,9 @@ HTTP on loopback, called through boto3's own ``sagemaker-runtime`` client.
    sampling of 32 frames 2 apart, ``VideoGroupValTransform``), an imperative (not hybridized)
    MXNet forward, softmax, top class. Sequential, as the seed ran: throughput = 60 / median.
    It writes nothing to a store, so it is slightly favoured.
-4. **Agreement.** Top-1 agreement of the served path with the fp32 GluonCV/MXNet reference path
-   on held-out synthetic clips for the demo model (``benchmarks/agreement.py``).
+4. **Agreement.** Top-1 agreement of the served path (same decoder and precision, the demo
+   model's own int8 module) with the fp32 GluonCV/MXNet reference path on held-out synthetic
+   clips for the demo model (``benchmarks/agreement.py``).
 
 The endpoint runs while nothing else of this benchmark computes (the baseline runs after it is
 stopped), but the machine may be shared: compare the ratios of one run, not runs.
@@ -53,6 +55,7 @@ from rich.table import Table
 from agreement import measure_agreement
 from clipwatch.localstack import LocalAws
 from harness import (BUCKET, NUM_CLASSES, SEGMENT, RssSampler, ServerProcess, build_r50_model_dir,
+                     calibrate_int8,
                      console, invoke, percentiles, progress, runtime_client, upload_segments)
 from inference.model import InputSpec
 
@@ -66,8 +69,8 @@ example (a quick check, then the default run, then another runtime for compariso
   .venv/bin/python benchmarks/endpoint.py --segments 2 --requests 3 --throughput-requests 4 \\
       --baseline-requests 2 --agreement-clips-per-class 3
   .venv/bin/python benchmarks/endpoint.py                       # = make bench
-  .venv/bin/python benchmarks/endpoint.py --serve-args="--runtime mxnet --decode-workers 0" \\
-      --out benchmarks/results/endpoint-mxnet.json
+  .venv/bin/python benchmarks/endpoint.py --serve-args="--precision bf16" \\
+      --out benchmarks/results/endpoint-bf16.json
 """
 
 # moto's werkzeug logs every S3 call, and MXNet's export warns about an untyped input: both
@@ -93,8 +96,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="sequential seed-style requests (5)")
     p.add_argument("--agreement-clips-per-class", type=int, default=30,
                    help="held-out synthetic clips per class for the agreement check (30; 0 skips)")
-    p.add_argument("--serve-args", default="",
-                   help='extra `clipwatch serve` options, e.g. "--runtime mxnet --decode-workers 0"')
+    p.add_argument("--serve-args", default="--precision int8",
+                   help='`clipwatch serve` options (default "--precision int8": the R50 has random '
+                        'weights, so the int8 module calibrated on the benchmark segments is '
+                        'served explicitly), e.g. "--runtime mxnet --decode-workers 0"')
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help="JSON results file (benchmarks/results/endpoint.json; a .png beside it)")
     args = p.parse_args(argv)
@@ -333,6 +338,7 @@ def main(argv=None) -> int:
             workdir = Path(tmp)
             keys = upload_segments(workdir / "segments", args.segments)
             model_dir = build_r50_model_dir(workdir / "model")
+            int8 = calibrate_int8(model_dir, sorted((workdir / "segments").glob("*.ts")))
             with ServerProcess(model_dir, workdir, shlex.split(args.serve_args)) as server:
                 info = server.ping()
                 rss_idle = server.rss_mb()
@@ -347,7 +353,7 @@ def main(argv=None) -> int:
     finally:
         aws.stop()
 
-    backend = info.get("backend", "?")
+    backend = f"{info.get('backend', '?')}, {info.get('decoder', '?')}"
     console.print(phase_table(
         f"Endpoint ({backend}), low load ({args.requests} sequential requests)", ours["phases_ms"],
         {"total": "server side", "client": "boto3 wall time", "model": "incl. batch queue"}))
@@ -392,7 +398,7 @@ def main(argv=None) -> int:
                    "input": InputSpec().model_dump(), "segment": SEGMENT},
         "summary": figures,
         "endpoint": {"backend": backend, "ping": info, "low_load": ours, "sustained": throughput,
-                     "rss_idle_mb": rss_idle},
+                     "rss_idle_mb": rss_idle, "int8_module": int8},
         "baseline": baseline,
         "agreement": agreement,
     }
@@ -404,12 +410,13 @@ def main(argv=None) -> int:
 
 
 def _runtime_of(serve_args: str) -> dict[str, str]:
-    """The --runtime/--precision the endpoint was served with, for the agreement check."""
+    """The --runtime/--precision/--decoder the endpoint was served with, for the agreement check."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--runtime", default="auto")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--decoder", default="pyav")
     known, _ = parser.parse_known_args(shlex.split(serve_args))
-    return {"runtime": known.runtime, "precision": known.precision}
+    return {"runtime": known.runtime, "precision": known.precision, "decoder": known.decoder}
 
 
 if __name__ == "__main__":

@@ -75,6 +75,39 @@ def build_r50_model_dir(out: Path) -> Path:
                               ModelCard(version="bench-i3d-r50", input=InputSpec()))
 
 
+def calibrate_int8(model_dir: Path, segments: list[Path]) -> dict:
+    """The R50's int8 module, calibrated on 2 clips of each benchmark segment and compared
+    with fp32 on 3 others. (Its weights are random, so that agreement says little; the demo
+    model's int8 module is the one checked against GluonCV's path, in benchmarks/agreement.py.)"""
+    from clipwatch.records import utc_now
+    from inference import quantize
+    from inference.decode import decode_clips
+    from inference.model import ModelCard
+    from inference.preprocess import normalize_clips
+    from inference.runtime import TorchRuntime
+    from inference.sampling import ClipSampler
+
+    spec = ModelCard.model_validate_json((model_dir / "model.json").read_text()).input
+
+    def batches(clips: int):
+        sampler = ClipSampler(spec.frames, spec.stride, clips=clips, snap_to_keyframe=False)
+        for path in segments:
+            frames = decode_clips(path.read_bytes(), sampler, spec.resize).frames
+            yield normalize_clips(frames, spec.crop, spec.mean, spec.std)
+
+    with console.status("calibrating the I3D-R50's int8 module on the benchmark segments"):
+        module = quantize.quantize(model_dir, batches(2))
+        int8, fp32 = TorchRuntime(model_dir, "int8", module=module), TorchRuntime(model_dir, "fp32")
+        check = list(batches(3))
+        agreement = quantize.top1_agreement(np.concatenate([int8.forward(b)[0] for b in check]),
+                                            np.concatenate([fp32.forward(b)[0] for b in check]))
+        record = quantize.Int8Record(
+            calibration_clips=2 * len(segments), calibration_data="benchmark segments",
+            checked_clips=3 * len(segments), agreement=round(agreement, 4), created_at=utc_now())
+        quantize.save(module, model_dir, record)
+    return record.model_dump()
+
+
 class ServerProcess:
     """`clipwatch serve` in its own process on a loopback port, talking to moto through the
     AWS_ENDPOINT_URL_* variables of this process's environment."""

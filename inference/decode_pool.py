@@ -4,7 +4,7 @@ not the endpoint.
 
 Workers are forked from a clean fork server that has imported only ``inference.decode`` (not
 MXNet or PyTorch, nor the parent's ``__main__``): each costs ~60 MB, not the parent's size.
-They decode with decord and center-crop, and send back only the kept pixels (4.8 MB of uint8
+They decode (``inference.decode``) and center-crop, and send back only the kept pixels (4.8 MB of uint8
 for one I3D clip, against 19 MB of normalized float32).
 """
 
@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from clipwatch.errors import UndecodableVideo
 
-from .decode import DecodedClips, decode_clips, decode_only_process
+from .decode import DEFAULT_DECODER, DecodedClips, decode_clips, decode_only_process, import_decoder
 from .preprocess import center_crop_clips
 from .sampling import ClipSampler
 
@@ -29,8 +29,8 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-# A worker is replaced after this many segments: decord/libav's heap fragments slowly (worker
-# RSS rose ~20 MB per 100 segments, in steps, over 1,000 requests; benchmarks/memory.py), and a
+# A worker is replaced after this many segments: libav's heap fragments slowly (with decord,
+# worker RSS rose ~20 MB per 100 segments, in steps, over 1,000 requests; benchmarks/memory.py), and a
 # fresh worker costs ~0.2 s of one core, once per few minutes of full load.
 TASKS_PER_WORKER = 200
 
@@ -40,24 +40,25 @@ def _init_worker() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _decode_job(data: bytes, sampler: ClipSampler, resize: tuple[int, int],
-                crop: int, threads: int = 1) -> tuple[DecodedClips, float]:
+def _decode_job(data: bytes, sampler: ClipSampler, resize: tuple[int, int], crop: int,
+                threads: int = 1, decoder: str = DEFAULT_DECODER) -> tuple[DecodedClips, float]:
     start = time.perf_counter()
-    decoded = decode_clips(data, sampler, resize, num_threads=threads)
+    decoded = decode_clips(data, sampler, resize, num_threads=threads, decoder=decoder)
     decoded.frames = center_crop_clips(decoded.frames, crop)
     return decoded, (time.perf_counter() - start) * 1000.0
 
 
-def _ping() -> int:
-    from .decode import _import_decord
-
-    _import_decord()  # pay the import at start-up, not on the first request
+def _ping(decoder: str) -> int:
+    import_decoder(decoder)  # pay the import at start-up, not on the first request
     return os.getpid()
 
 
 class DecodePool:
-    def __init__(self, workers: int | None = None, tasks_per_worker: int = TASKS_PER_WORKER):
+    def __init__(self, workers: int | None = None, tasks_per_worker: int = TASKS_PER_WORKER,
+                 decoder: str = DEFAULT_DECODER):
+        import_decoder(decoder)  # an unknown name fails here, not in a worker
         self.workers = workers or default_workers()
+        self.decoder = decoder
         self.tasks_per_worker = tasks_per_worker
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -71,7 +72,7 @@ class DecodePool:
 
     def warm_up(self) -> list[int]:
         """Start every worker now; their process ids."""
-        futures = [self._pool.submit(_ping) for _ in range(self.workers)]
+        futures = [self._pool.submit(_ping, self.decoder) for _ in range(self.workers)]
         return sorted({f.result() for f in futures})
 
     def pids(self) -> list[int]:
@@ -96,10 +97,10 @@ class DecodePool:
         for attempt in (1, 2):
             pool = self._pool
             try:
-                decoded, _ = pool.submit(_decode_job, data, sampler, resize, crop, threads).result()
+                decoded, _ = pool.submit(_decode_job, data, sampler, resize, crop, threads, self.decoder).result()
                 return decoded
             except BrokenProcessPool:
-                # A worker died (decord can crash on hostile input), and with it every job in
+                # A worker died (a decoder can crash on hostile input), and with it every job in
                 # flight: replace the pool and try once more, so the other requests survive;
                 # a segment that crashes the decoder twice is rejected.
                 with self._lock:

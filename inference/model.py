@@ -18,6 +18,7 @@ from clipwatch.errors import ModelUnavailable
 from clipwatch.records import utc_now
 
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .quantize import Int8Record
 from .runtime import Runtime, load_runtime
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz
@@ -43,6 +44,7 @@ class ModelCard(BaseModel):
     created_at: str = Field(default_factory=utc_now)
     metrics: dict = Field(default_factory=dict)
     notes: str = ""
+    int8: Int8Record | None = None  # a calibrated int8 module beside the graph (inference.quantize)
 
 
 def pick_context():

@@ -20,7 +20,7 @@ from clipwatch.review_policy import ReviewPolicy
 from clipwatch.store import PredictionStore, open_store, save_prediction
 
 from .batching import DynamicBatcher
-from .decode import decode_clips
+from .decode import DEFAULT_DECODER, decode_clips
 from .decode_pool import DecodePool
 from .model import Classifier
 from .preprocess import center_crop_clips, normalize_clips
@@ -79,15 +79,16 @@ class Endpoint:
     def __init__(self, classifier: Classifier, reader: SegmentReader,
                  store: PredictionStore | None, policy: ReviewPolicy = ReviewPolicy(),
                  clips: int = 1, snap_to_keyframe: bool = True, top_k: int = 5,
-                 decode_workers: int = 0, max_batch_clips: int = 4):
+                 decode_workers: int = 0, max_batch_clips: int = 4, decoder: str = DEFAULT_DECODER):
         """``decode_workers`` > 0 decodes in that many worker processes (``inference.decode_pool``),
-        0 in the calling thread; concurrent invocations share batched forwards of up to
+        0 in the calling thread, with ``decoder`` (``inference.decode``); concurrent invocations share batched forwards of up to
         ``max_batch_clips`` clips (``inference.batching``)."""
         spec = classifier.card.input
         self.classifier, self.reader, self.store, self.policy = classifier, reader, store, policy
         self.sampler = ClipSampler(spec.frames, spec.stride, clips, snap_to_keyframe)
         self.top_k = top_k
-        self.decoder = DecodePool(decode_workers) if decode_workers > 0 else None
+        self.decoder_name = decoder
+        self.decoder = DecodePool(decode_workers, decoder=decoder) if decode_workers > 0 else None
         self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
         metrics.MODEL_INFO.info({
             "version": classifier.card.version, "architecture": classifier.card.architecture,
@@ -123,7 +124,7 @@ class Endpoint:
                 if self.decoder is not None:
                     decoded = self.decoder.decode(data, self.sampler, spec.resize, spec.crop)
                 else:
-                    decoded = decode_clips(data, self.sampler, spec.resize)
+                    decoded = decode_clips(data, self.sampler, spec.resize, decoder=self.decoder_name)
                     decoded.frames = center_crop_clips(decoded.frames, spec.crop)
                 del data
             with timer.phase("preprocess"):

@@ -5,12 +5,14 @@ an ``(N, 3, T, H, W)`` float32 batch; ``features`` is the input of the final cla
   and the one that runs on a GPU.
 - ``torch``: the same graph interpreted into PyTorch (``inference.mxgraph``), channels-last 3D,
   in ``fp32`` or ``bf16`` (weights and activations in bfloat16: oneDNN runs the convolutions
-  on AMX tiles where the CPU has them). Measured on this 2-core AMX machine for I3D-R50
-  32×224²: see README "Speed".
+  on AMX tiles where the CPU has them), or ``int8``: the calibrated module ``clipwatch
+  quantize`` saved in the model directory (``inference.quantize``). Measured on this 2-core
+  AMX machine for I3D-R50 32×224²: see README "Speed".
 
-``auto`` picks the fastest correct one: torch bf16 on a CPU with native bf16 (AMX or
-AVX512-BF16; predictions agree with MXNet fp32 on ≥ 99% of clips, benchmarks/endpoint.py checks),
-torch fp32 on other CPUs, MXNet on a GPU.
+``auto`` picks the fastest correct one: torch int8 where the model directory has a module whose
+top-1 agreement with fp32 was measured ≥ 99% and the CPU has VNNI/AMX-INT8; else torch bf16 on
+a CPU with native bf16 (AMX or AVX512-BF16; predictions agree with MXNet fp32 on ≥ 99% of
+clips, benchmarks/endpoint.py checks), torch fp32 on other CPUs; MXNet on a GPU.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from clipwatch.errors import ModelUnavailable
 
 RUNTIMES = ("auto", "mxnet", "torch")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 class Runtime:
@@ -118,24 +120,33 @@ def _set_torch_threads() -> None:
 class TorchRuntime(Runtime):
     name = "torch"
 
-    def __init__(self, model_dir: Path, precision: str = "bf16"):
+    def __init__(self, model_dir: Path, precision: str = "bf16", module=None):
+        """``module``: the network already built (a freshly calibrated int8 one), instead of
+        loading it from ``model_dir``."""
         import torch
 
         from .mxgraph import load_graph
 
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"torch precision must be fp32 or bf16, not {precision!r}")
+        from . import quantize
+
+        if precision not in ("fp32", "bf16", "int8"):
+            raise ValueError(f"torch precision must be fp32, bf16 or int8, not {precision!r}")
         _set_torch_threads()
         self.precision = precision
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        module = load_graph(model_dir)
-        self.module = module.to(self.dtype).to(memory_format=torch.channels_last_3d)
+        if module is not None:
+            self.module = module
+        elif precision == "int8":
+            self.module = quantize.load(model_dir)  # takes float32 NCTHW, quantizes inside
+        else:
+            module = load_graph(model_dir)
+            self.module = module.to(self.dtype).to(memory_format=torch.channels_last_3d)
         self._torch = torch
 
     def forward(self, batch):
         torch = self._torch
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        if x.dim() == 5:
+        if x.dim() == 5 and self.precision != "int8":
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode():
             logits, features = self.module(x.to(self.dtype))
@@ -181,6 +192,11 @@ def load_runtime(model_dir: Path, runtime: str = "auto", precision: str = "auto"
     gpu = ctx is not None and getattr(ctx, "device_type", "cpu") == "gpu"
     if runtime == "auto" and ctx is None and _nvidia_device_present():
         gpu = pick_mxnet_context().device_type == "gpu"
+    if precision == "auto" and runtime in ("auto", "torch") and not gpu:
+        from . import quantize
+
+        if quantize.ready(model_dir):
+            precision = "int8"
     runtime, precision = resolve(runtime, precision, gpu)
     if runtime == "mxnet":
         return MXNetRuntime(model_dir, ctx)

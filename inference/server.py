@@ -34,7 +34,8 @@ def create_app(endpoint: Endpoint) -> FastAPI:
     def ping():
         return {"status": "healthy", "model_version": card.version,
                 "architecture": card.architecture, "device": endpoint.classifier.device,
-                "backend": endpoint.classifier.backend, "classes": len(endpoint.classifier.classes)}
+                "backend": endpoint.classifier.backend, "decoder": endpoint.decoder_name,
+                "classes": len(endpoint.classifier.classes)}
 
     @app.get("/metrics")
     def prometheus_metrics():
@@ -93,7 +94,7 @@ def create_app(endpoint: Endpoint) -> FastAPI:
 
 def build_app(model: str, settings, clips: int = 1, snap_to_keyframe: bool = True,
               runtime: str = "auto", precision: str = "auto", decode_workers: int | None = None,
-              max_batch_clips: int = 4) -> FastAPI:
+              max_batch_clips: int = 4, decoder: str = "pyav") -> FastAPI:
     """Load the model and wire the endpoint from settings, warmed up: decode workers running
     (``decode_workers`` None = one per core, 0 = decode in the request thread) and one forward
     done. ``runtime``/``precision``: see ``inference.runtime`` (auto = the fastest correct)."""
@@ -104,7 +105,7 @@ def build_app(model: str, settings, clips: int = 1, snap_to_keyframe: bool = Tru
     endpoint = Endpoint.from_settings(
         classifier, settings, clips=clips, snap_to_keyframe=snap_to_keyframe,
         decode_workers=default_workers() if decode_workers is None else decode_workers,
-        max_batch_clips=max_batch_clips)
+        max_batch_clips=max_batch_clips, decoder=decoder)
     endpoint.warm_up()
     app = create_app(endpoint)
     app.router.on_shutdown.append(endpoint.close)

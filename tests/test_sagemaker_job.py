@@ -173,7 +173,7 @@ def test_package_source_holds_code_and_requirements(tmp_path):
     packages = {line.split(";")[0].split(">")[0].split("=")[0] for line in requirements}
     # eval-type-backport: without it pydantic cannot evaluate clipwatch.records' `list[str]`
     # annotations on the image's Python 3.8, and the import fails.
-    assert {"decord", "pydantic", "boto3", "prometheus-client", "rich",
+    assert {"decord", "av", "pydantic", "boto3", "prometheus-client", "rich",
             "eval-type-backport"} <= packages
     assert not packages & {"mxnet", "numpy"}  # the image's own builds must stay
 

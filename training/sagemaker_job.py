@@ -46,6 +46,7 @@ SOURCE_TARBALL = "sourcedir.tar.gz"
 # image's Python 3.8; pydantic picks it up on its own when it is installed.
 CONTAINER_REQUIREMENTS = (
     "decord",
+    "av",
     "pydantic>=2",
     "boto3",
     "prometheus-client",

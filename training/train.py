@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from inference.model import InputSpec, ModelCard, save_model_dir
+from inference.quantize import INT8_FILE
 
 from .datasets import ClipDataset, dataset_logits, iterate_batches, load_split, read_flip_map
 from .network import TINY, features_of, with_new_classifier
@@ -181,6 +182,8 @@ def package_model(model_dir: Path) -> Path:
     with tarfile.open(out, "w:gz") as tar:
         for name in ("model-symbol.json", "model-0000.params", "classes.txt", "model.json"):
             tar.add(model_dir / name, arcname=name)
+        if (model_dir / INT8_FILE).is_file():  # `clipwatch quantize`'s module
+            tar.add(model_dir / INT8_FILE, arcname=INT8_FILE)
     return out
 
 

@@ -30,7 +30,7 @@ def _serve(args) -> int:
         app = build_app(args.model, Settings.from_env(env), clips=args.clips,
                         snap_to_keyframe=not args.no_keyframe_snap, runtime=args.runtime,
                         precision=args.precision, decode_workers=args.decode_workers,
-                        max_batch_clips=args.max_batch_clips)
+                        max_batch_clips=args.max_batch_clips, decoder=args.decoder)
     except ModelUnavailable as exc:
         print(f"clipwatch serve: {exc}", file=sys.stderr)
         return 2
@@ -58,10 +58,15 @@ def register(sub) -> None:
     serve.add_argument("--no-keyframe-snap", action="store_true", help="keep clip starts exactly centered")
     serve.add_argument("--runtime", choices=("auto", "torch", "mxnet"), default="auto",
                        help="what runs the network: auto (default) = torch on CPUs, mxnet on GPUs")
-    serve.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                       help="torch precision: auto (default) = bf16 where the CPU has AMX/AVX512-BF16")
+    serve.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
+                       help="torch precision: auto (default) = int8 where the model directory has "
+                            "a checked int8 module (clipwatch quantize) and the CPU has VNNI/AMX, "
+                            "else bf16 where the CPU has AMX/AVX512-BF16")
     serve.add_argument("--decode-workers", type=int, default=None,
                        help="decoding processes (default: one per core; 0 = decode in the request thread)")
+    serve.add_argument("--decoder", choices=("pyav", "decord"), default="pyav",
+                       help="video decoder: pyav (default; FFmpeg, reads TS directly, skips "
+                            "unreferenced frames the clip does not show) or decord (GluonCV's)")
     serve.add_argument("--max-batch-clips", type=int, default=4,
                        help="clips of concurrent requests run in one forward, at most (default 4)")
     serve.add_argument("--log-level", default="info")
