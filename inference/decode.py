@@ -96,24 +96,27 @@ def decode_clips(data: bytes, sampler: ClipSampler, resize: tuple[int, int] = (3
     if not data:
         raise UndecodableVideo("segment is empty (0 bytes)")
     video = (PyAVVideo if decoder == "pyav" else DecordVideo)(data, resize, num_threads)
-    num_frames = video.num_frames
-    if num_frames == 0:
-        raise UndecodableVideo("segment is not decodable video: it has no complete video frames")
-    first, last = 0, num_frames
-    if window is not None:
-        first, last = max(0, int(window[0] * video.fps)), min(num_frames, int(round(window[1] * video.fps)))
-    keyframes = video.keyframes() if sampler.snap_to_keyframe and rng is None else ()
-    indices = [[first + i for i in clip] for clip in
-               sampler.indices(last - first, [k - first for k in keyframes if k >= first], rng)]
     try:
-        clips = [video.frames(clip) for clip in indices]
-    except UndecodableVideo:
-        raise
-    except Exception as exc:  # libav's errors, as the decoders raise them
-        raise UndecodableVideo(
-            f"could not decode frames {indices[0][0]}–{indices[-1][-1]} of {num_frames} "
-            f"(corrupt or truncated segment?): {_first_line(str(exc))}") from None
-    return DecodedClips(np.stack(clips), indices, num_frames, video.fps)
+        num_frames = video.num_frames
+        if num_frames == 0:
+            raise UndecodableVideo("segment is not decodable video: it has no complete video frames")
+        first, last = 0, num_frames
+        if window is not None:
+            first, last = max(0, int(window[0] * video.fps)), min(num_frames, int(round(window[1] * video.fps)))
+        keyframes = video.keyframes() if sampler.snap_to_keyframe and rng is None else ()
+        indices = [[first + i for i in clip] for clip in
+                   sampler.indices(last - first, [k - first for k in keyframes if k >= first], rng)]
+        try:
+            clips = [video.frames(clip) for clip in indices]
+        except UndecodableVideo:
+            raise
+        except Exception as exc:  # libav's errors, as the decoders raise them
+            raise UndecodableVideo(
+                f"could not decode frames {indices[0][0]}–{indices[-1][-1]} of {num_frames} "
+                f"(corrupt or truncated segment?): {_first_line(str(exc))}") from None
+        return DecodedClips(np.stack(clips), indices, num_frames, video.fps)
+    finally:
+        video.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,7 +130,6 @@ class PyAVVideo:
         import av
         from av.video.reformatter import VideoReformatter
 
-        self._av = av
         try:
             self._container = av.open(io.BytesIO(data), mode="r")
         except av.error.FFmpegError as exc:
@@ -163,6 +165,10 @@ class PyAVVideo:
 
     def keyframes(self) -> list[int]:
         return sorted(self._display[i] for i, p in enumerate(self._packets) if p.is_keyframe)
+
+    def close(self) -> None:
+        self._packets = []
+        self._container.close()
 
     def frames(self, clip: list[int]) -> np.ndarray:
         """The frames at display indices ``clip`` (ascending), (T, H, W, 3) uint8 RGB."""
@@ -244,6 +250,9 @@ class DecordVideo:
 
     def keyframes(self) -> list[int]:
         return [int(k) for k in self._reader.get_key_indices()]
+
+    def close(self) -> None:
+        del self._reader
 
     def frames(self, clip: list[int]) -> np.ndarray:
         run = self._reader.get_batch(list(range(clip[0], clip[-1] + 1))).asnumpy()

@@ -72,7 +72,7 @@ def test_ping_reports_model_and_device(served, tiny_classifier):
     assert tiny_classifier.backend in ("torch-bf16", "torch-fp32", "mxnet-fp32")
     assert body == {"status": "healthy", "model_version": "tiny-1", "device": "cpu",
                     "architecture": "i3d_resnet50_v1_custom", "backend": tiny_classifier.backend,
-                    "classes": 4}
+                    "decoder": "pyav", "classes": 4}
 
 
 def test_boto3_invoke_endpoint_s3_segment_lands_in_dynamodb(served):
