@@ -28,21 +28,27 @@ def center_crop_clips(clips: np.ndarray, crop: int) -> np.ndarray:
 
 
 def normalize_clip(frames: np.ndarray, crop: int = 224, mean=IMAGENET_MEAN,
-                   std=IMAGENET_STD) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB → (3, T, crop, crop) float32."""
+                   std=IMAGENET_STD, out: np.ndarray | None = None) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB → (3, T, crop, crop) float32, written into ``out`` if given.
+    Reads the uint8 pixels in the output's channel-first order and writes each float once
+    (converting, then transposing, made two more passes over 19 MB: ~2× slower)."""
     t, h, w, _ = frames.shape
     if h < crop or w < crop:
         raise ValueError(f"frames of {w}x{h} are smaller than the {crop}px crop")
     y, x = center_crop_box(h, w, crop)
-    scale = 1.0 / (255.0 * np.asarray(std, dtype=np.float32))
-    shift = np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)
-    out = frames[:, y:y + crop, x:x + crop, :].astype(np.float32)
-    out *= scale
+    scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).reshape(3, 1, 1, 1)
+    shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(3, 1, 1, 1)
+    if out is None:
+        out = np.empty((3, t, crop, crop), np.float32)
+    np.multiply(frames[:, y:y + crop, x:x + crop, :].transpose(3, 0, 1, 2), scale, out=out)
     out -= shift
-    return np.ascontiguousarray(out.transpose(3, 0, 1, 2))
+    return out
 
 
 def normalize_clips(clips: np.ndarray, crop: int = 224, mean=IMAGENET_MEAN,
                     std=IMAGENET_STD) -> np.ndarray:
     """(N, T, H, W, 3) uint8 → (N, 3, T, crop, crop) float32, the I3D batch layout."""
-    return np.stack([normalize_clip(c, crop, mean, std) for c in clips])
+    out = np.empty((len(clips), 3, clips.shape[1], crop, crop), np.float32)
+    for clip, dest in zip(clips, out):
+        normalize_clip(clip, crop, mean, std, out=dest)
+    return out
