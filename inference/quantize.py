@@ -2,21 +2,23 @@
 dot-product instructions (AVX512-VNNI, AMX-INT8).
 
 The model directory's MXNet graph is interpreted into PyTorch (``inference.mxgraph``), observed
-on real clips (activations: their whole min–max range per tensor; weights: per channel), converted by torch.ao's FX
-quantization for the oneDNN engine, traced and saved as TorchScript next to the graph
-(``model-int8.pt``). The first convolution (3 input channels: little int8 gain, and it would
-quantize the pixels themselves) and the final classifier (its rounding lands on the logits)
-stay fp32: on the demo model that took top-1 agreement with fp32 from 97.6% to 99.5% (210
-held-out clips) and the largest logit error from 26 to 2.7. Activations keep their whole
-range: torch's default histogram observer clips the rare large values to fit the common ones
-better, but a network that ends in a global max pool (the demo's ``i3d_tiny``) decides on
-exactly those; with min–max ranges its int8 top-1 agreed with fp32 on 100% of 210 held-out
-clips, against 98.1% with the histogram (largest logit error 1.2 against 10.7). Its record in ``model.json`` (``int8``) says what it was calibrated on and
-how often its top-1 agreed with the fp32 network on clips it was not calibrated on; the endpoint
-serves int8 only when that agreement reached ``MIN_AGREEMENT``.
+on real clips, converted by torch.ao's FX quantization for the oneDNN engine, traced and saved
+as TorchScript next to the graph (``model-int8.pt``). Its record in ``model.json`` (``int8``)
+says what it was calibrated on and how often its top-1 agreed with the fp32 network on clips it
+was not calibrated on; ``auto`` serves it only when that reached ``MIN_AGREEMENT``.
+
+Two choices, each measured on the demo model (top-1 agreement with fp32, 210 held-out clips):
+
+- The first convolution (3 input channels: little int8 gain, and it would quantize the pixels
+  themselves) and the final classifier (its rounding lands on the logits) stay fp32: 97.6% →
+  99.5%, largest logit error 26 → 2.7 (it costs I3D-R50 ~10 ms of ~290).
+- Activations keep their whole min–max range (weights: per channel). torch's default
+  histogram observer clips rare large values to fit the common ones better, but a network
+  ending in a global max pool (``i3d_tiny``) decides on exactly those: 98.1% → 100%, largest
+  logit error 10.7 → 1.2.
 
 Measured here (2-core AMX machine, I3D-R50 32×224², batch 1): oneDNN int8 1.4–1.7× faster than
-bf16, across runs (the x86/fbgemm engine: ~1.36×); README "Speed".
+bf16 across runs (the x86/fbgemm engine: ~1.36×); README "Speed".
 """
 
 from __future__ import annotations

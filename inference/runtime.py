@@ -125,9 +125,8 @@ class TorchRuntime(Runtime):
         loading it from ``model_dir``."""
         import torch
 
-        from .mxgraph import load_graph
-
         from . import quantize
+        from .mxgraph import load_graph
 
         if precision not in ("fp32", "bf16", "int8"):
             raise ValueError(f"torch precision must be fp32, bf16 or int8, not {precision!r}")
