@@ -72,9 +72,13 @@ def _quantize(args) -> int:
     from training.datasets import DatasetError
     from training.int8 import calibrate_int8
 
+    from rich.console import Console
+
     try:
-        result = calibrate_int8(Path(args.model), Path(args.data), args.calibration_split,
-                                args.check_split, args.clips, force=args.force)
+        with Console(stderr=True).status(f"calibrating int8 on {args.clips} clips of "
+                                         f"{args.calibration_split}, checking on {args.check_split}"):
+            result = calibrate_int8(Path(args.model), Path(args.data), args.calibration_split,
+                                    args.check_split, args.clips, force=args.force)
     except (DatasetError, ModelUnavailable, ValueError) as exc:
         print(f"clipwatch quantize: {exc}", file=sys.stderr)
         return 2
