@@ -67,12 +67,12 @@ def _evaluate(args) -> int:
 def _quantize(args) -> int:
     import json
 
+    from rich.console import Console
+
     import inference  # noqa: F401
     from clipwatch.errors import ModelUnavailable
     from training.datasets import DatasetError
     from training.int8 import calibrate_int8
-
-    from rich.console import Console
 
     try:
         with Console(stderr=True).status(f"calibrating int8 on {args.clips} clips of "
