@@ -63,14 +63,14 @@ def _import_decord():
 
 def import_decoder(decoder: str = DEFAULT_DECODER) -> None:
     """Load the decoder's libraries now (start-up), not on the first request."""
-    _check_decoder(decoder)
+    check_decoder(decoder)
     if decoder == "decord":
         _import_decord()
     else:
         import av  # noqa: F401
 
 
-def _check_decoder(decoder: str) -> None:
+def check_decoder(decoder: str) -> None:
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
 
@@ -92,7 +92,7 @@ def decode_clips(data: bytes, sampler: ClipSampler, resize: tuple[int, int] = (3
     segment); ``rng`` switches to random (training) sampling. ``num_threads`` = 0 lets libav
     pick (frame threads on every core); decode workers use 1 under load, as their parallelism
     is the pool's (frame threading costs ~10% more CPU per frame here)."""
-    _check_decoder(decoder)
+    check_decoder(decoder)
     if not data:
         raise UndecodableVideo("segment is empty (0 bytes)")
     video = (PyAVVideo if decoder == "pyav" else DecordVideo)(data, resize, num_threads)

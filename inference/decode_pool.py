@@ -4,8 +4,8 @@ not the endpoint.
 
 Workers are forked from a clean fork server that has imported only ``inference.decode`` (not
 MXNet or PyTorch, nor the parent's ``__main__``): each costs ~60 MB, not the parent's size.
-They decode (``inference.decode``) and center-crop, and send back only the kept pixels (4.8 MB of uint8
-for one I3D clip, against 19 MB of normalized float32).
+They decode (``inference.decode``) and center-crop, and send back only the kept pixels (4.8 MB
+of uint8 for one I3D clip, against 19 MB of normalized float32).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from clipwatch.errors import UndecodableVideo
 
-from .decode import DEFAULT_DECODER, DecodedClips, decode_clips, decode_only_process, import_decoder
+from .decode import (DEFAULT_DECODER, DecodedClips, check_decoder, decode_clips, decode_only_process,
+                     import_decoder)
 from .preprocess import center_crop_clips
 from .sampling import ClipSampler
 
@@ -30,8 +31,8 @@ def default_workers() -> int:
 
 
 # A worker is replaced after this many segments: libav's heap fragments slowly (with decord,
-# worker RSS rose ~20 MB per 100 segments, in steps, over 1,000 requests; benchmarks/memory.py), and a
-# fresh worker costs ~0.2 s of one core, once per few minutes of full load.
+# worker RSS rose ~20 MB per 100 segments, in steps, over 1,000 requests; benchmarks/memory.py),
+# and a fresh worker costs ~0.2 s of one core, once per few minutes of full load.
 TASKS_PER_WORKER = 200
 
 
@@ -56,7 +57,7 @@ def _ping(decoder: str) -> int:
 class DecodePool:
     def __init__(self, workers: int | None = None, tasks_per_worker: int = TASKS_PER_WORKER,
                  decoder: str = DEFAULT_DECODER):
-        import_decoder(decoder)  # an unknown name fails here, not in a worker
+        check_decoder(decoder)  # an unknown name fails here, not in a worker (which imports it)
         self.workers = workers or default_workers()
         self.decoder = decoder
         self.tasks_per_worker = tasks_per_worker
@@ -97,7 +98,8 @@ class DecodePool:
         for attempt in (1, 2):
             pool = self._pool
             try:
-                decoded, _ = pool.submit(_decode_job, data, sampler, resize, crop, threads, self.decoder).result()
+                decoded, _ = pool.submit(_decode_job, data, sampler, resize, crop, threads,
+                                         self.decoder).result()
                 return decoded
             except BrokenProcessPool:
                 # A worker died (a decoder can crash on hostile input), and with it every job in

@@ -81,14 +81,14 @@ class Endpoint:
                  clips: int = 1, snap_to_keyframe: bool = True, top_k: int = 5,
                  decode_workers: int = 0, max_batch_clips: int = 4, decoder: str = DEFAULT_DECODER):
         """``decode_workers`` > 0 decodes in that many worker processes (``inference.decode_pool``),
-        0 in the calling thread, with ``decoder`` (``inference.decode``); concurrent invocations share batched forwards of up to
-        ``max_batch_clips`` clips (``inference.batching``)."""
+        0 in the calling thread, with ``decoder`` (``inference.decode``); concurrent invocations
+        share batched forwards of up to ``max_batch_clips`` clips (``inference.batching``)."""
         spec = classifier.card.input
         self.classifier, self.reader, self.store, self.policy = classifier, reader, store, policy
         self.sampler = ClipSampler(spec.frames, spec.stride, clips, snap_to_keyframe)
         self.top_k = top_k
-        self.decoder_name = decoder
-        self.decoder = DecodePool(decode_workers, decoder=decoder) if decode_workers > 0 else None
+        self.decoder = decoder
+        self.decode_pool = DecodePool(decode_workers, decoder=decoder) if decode_workers > 0 else None
         self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
         metrics.MODEL_INFO.info({
             "version": classifier.card.version, "architecture": classifier.card.architecture,
@@ -97,15 +97,15 @@ class Endpoint:
 
     def warm_up(self) -> None:
         """Start the decode workers and run one forward, before the first request."""
-        if self.decoder is not None:
-            self.decoder.warm_up()
+        if self.decode_pool is not None:
+            self.decode_pool.warm_up()
         self.classifier.warm_up()
 
     def close(self) -> None:
         """Stop the model thread and the decode workers."""
         self.model.close()
-        if self.decoder is not None:
-            self.decoder.close()
+        if self.decode_pool is not None:
+            self.decode_pool.close()
 
     @classmethod
     def from_settings(cls, classifier: Classifier, settings: Settings, **kw) -> "Endpoint":
@@ -121,10 +121,10 @@ class Endpoint:
             with timer.phase("fetch"):
                 data = self.reader.read(segment.uri)
             with timer.phase("decode"):  # includes the center crop
-                if self.decoder is not None:
-                    decoded = self.decoder.decode(data, self.sampler, spec.resize, spec.crop)
+                if self.decode_pool is not None:
+                    decoded = self.decode_pool.decode(data, self.sampler, spec.resize, spec.crop)
                 else:
-                    decoded = decode_clips(data, self.sampler, spec.resize, decoder=self.decoder_name)
+                    decoded = decode_clips(data, self.sampler, spec.resize, decoder=self.decoder)
                     decoded.frames = center_crop_clips(decoded.frames, spec.crop)
                 del data
             with timer.phase("preprocess"):

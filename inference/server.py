@@ -19,6 +19,7 @@ from clipwatch import metrics
 from clipwatch.errors import ClipwatchError, SegmentTooLarge, UnsupportedMediaType
 from clipwatch.records import InvocationRequest
 
+from .decode import DEFAULT_DECODER
 from .predictor import Endpoint
 
 log = logging.getLogger("clipwatch.endpoint")
@@ -34,7 +35,7 @@ def create_app(endpoint: Endpoint) -> FastAPI:
     def ping():
         return {"status": "healthy", "model_version": card.version,
                 "architecture": card.architecture, "device": endpoint.classifier.device,
-                "backend": endpoint.classifier.backend, "decoder": endpoint.decoder_name,
+                "backend": endpoint.classifier.backend, "decoder": endpoint.decoder,
                 "classes": len(endpoint.classifier.classes)}
 
     @app.get("/metrics")
@@ -94,7 +95,7 @@ def create_app(endpoint: Endpoint) -> FastAPI:
 
 def build_app(model: str, settings, clips: int = 1, snap_to_keyframe: bool = True,
               runtime: str = "auto", precision: str = "auto", decode_workers: int | None = None,
-              max_batch_clips: int = 4, decoder: str = "pyav") -> FastAPI:
+              max_batch_clips: int = 4, decoder: str = DEFAULT_DECODER) -> FastAPI:
     """Load the model and wire the endpoint from settings, warmed up: decode workers running
     (``decode_workers`` None = one per core, 0 = decode in the request thread) and one forward
     done. ``runtime``/``precision``: see ``inference.runtime`` (auto = the fastest correct)."""
