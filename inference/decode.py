@@ -83,10 +83,19 @@ class DecodedClips:
     fps: float
 
 
-def decode_clips(data: bytes, sampler: ClipSampler, resize: tuple[int, int] = (340, 256),
+def scaled_size(width: int, height: int, resize: tuple[int, int] | int) -> tuple[int, int]:
+    """The (width, height) frames are scaled to: a pair as given (-1 keeps that side); one
+    number is the short side, the aspect ratio kept (portrait and landscape alike)."""
+    if not isinstance(resize, int):
+        return int(resize[0]), int(resize[1])
+    scale = resize / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def decode_clips(data: bytes, sampler: ClipSampler, resize: tuple[int, int] | int = (340, 256),
                  window: tuple[float, float] | None = None, rng=None, num_threads: int = 0,
                  decoder: str = DEFAULT_DECODER) -> DecodedClips:
-    """Decode the frames ``sampler`` picks, scaled to ``resize`` = (width, height).
+    """Decode the frames ``sampler`` picks, scaled to ``resize`` (``scaled_size``).
 
     ``window`` = (start, end) in seconds limits sampling to that stretch (a reviewer's
     segment); ``rng`` switches to random (training) sampling. ``num_threads`` = 0 lets libav
@@ -126,7 +135,7 @@ def decode_clips(data: bytes, sampler: ClipSampler, resize: tuple[int, int] = (3
 class PyAVVideo:
     """One segment's video stream, demuxed once (a 10 s segment: ~20 ms); frames by index."""
 
-    def __init__(self, data: bytes, resize: tuple[int, int] = (-1, -1), num_threads: int = 0):
+    def __init__(self, data: bytes, resize: tuple[int, int] | int = (-1, -1), num_threads: int = 0):
         import av
         from av.video.reformatter import VideoReformatter
 
@@ -159,7 +168,7 @@ class PyAVVideo:
         self._ctx, self._used = ctx, False
         self.decoded = self.skipped = 0  # pictures sent to the decoder, and skipped
         self._disposable = _disposable_check(ctx)
-        w, h = resize
+        w, h = scaled_size(ctx.width, ctx.height, resize)
         self._size = (w if w > 0 else None, h if h > 0 else None)
         self._reformatter = VideoReformatter()
 
@@ -243,7 +252,9 @@ def _first_slice_header(payload: bytes, length_size: int | None) -> int | None:
 # ---------------------------------------------------------------------------------------------
 
 class DecordVideo:
-    def __init__(self, data: bytes, resize: tuple[int, int] = (-1, -1), num_threads: int = 0):
+    def __init__(self, data: bytes, resize: tuple[int, int] | int = (-1, -1), num_threads: int = 0):
+        if isinstance(resize, int):  # a short side: the source size first, from the stream
+            resize = scaled_size(*_video_size(data), resize)
         self._reader = open_video(data, resize[0], resize[1], num_threads)
         self.num_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps())
@@ -257,6 +268,17 @@ class DecordVideo:
     def frames(self, clip: list[int]) -> np.ndarray:
         run = self._reader.get_batch(list(range(clip[0], clip[-1] + 1))).asnumpy()
         return run[np.asarray(clip) - clip[0]]
+
+
+def _video_size(data: bytes) -> tuple[int, int]:
+    import av
+
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            ctx = container.streams.video[0].codec_context
+            return ctx.width, ctx.height
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise UndecodableVideo(f"segment is not decodable video: {_first_line(str(exc)) or 'no video stream'}") from None
 
 
 def is_mpegts(data: bytes) -> bool:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from clipwatch.errors import ModelUnavailable
 from clipwatch.records import utc_now
 
+from . import catalogue
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .quantize import Int8Record
 from .runtime import Runtime, load_runtime
@@ -28,7 +29,9 @@ ZOO_CACHE = Path(os.environ.get("MXNET_HOME", Path.home() / ".mxnet")) / "models
 class InputSpec(BaseModel):
     frames: int = 32
     stride: int = 2
-    resize: tuple[int, int] = (340, 256)  # (width, height) decord scales to, as GluonCV's loader
+    # (width, height) frames are scaled to, as GluonCV's loader does; or one number: the short
+    # side, the aspect ratio kept (DeepMind's I3D contract)
+    resize: tuple[int, int] | int = (340, 256)
     crop: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -45,6 +48,7 @@ class ModelCard(BaseModel):
     metrics: dict = Field(default_factory=dict)
     notes: str = ""
     int8: Int8Record | None = None  # a calibrated int8 module beside the graph (inference.quantize)
+    provenance: dict = Field(default_factory=dict)  # where published weights came from (catalogue)
 
 
 def pick_context():
@@ -92,19 +96,24 @@ class Classifier:
 def load_classifier(source: str | Path = DEFAULT_MODEL_DIR, ctx=None,
                     cache_dir: Path | None = None, runtime: str = "auto",
                     precision: str = "auto") -> Classifier:
-    """From a model directory, or from a GluonCV model-zoo name (e.g.
-    ``i3d_resnet50_v1_kinetics400``), downloading its pretrained weights on first use.
+    """From a model directory, a catalogue name (``kinetics400``, once fetched:
+    ``inference.catalogue``), or a GluonCV model-zoo name (e.g. ``i3d_resnet50_v1_kinetics400``),
+    downloading its pretrained weights on first use.
 
     ``runtime`` (auto | mxnet | torch) and ``precision`` (auto | fp32 | bf16): see
     ``inference.runtime``; ``auto`` is the fastest correct choice on this machine."""
     path = Path(source)
     if path.is_dir():
         return _load_dir(path, ctx, runtime, precision)
+    fetched = catalogue.resolve(source)
+    if fetched is not None:
+        return _load_dir(fetched, ctx, runtime, precision)
     if str(source).startswith(("i3d_", "slowfast_", "r2plus1d_", "tpn_")):
         return _load_zoo(str(source), ctx, cache_dir or ZOO_CACHE, runtime, precision)
     raise ModelUnavailable(
         f"no model directory at {path} (expected model-symbol.json, model-0000.params, "
-        "classes.txt, model.json) and not a GluonCV video model-zoo name")
+        f"classes.txt, model.json), not a catalogue name ({', '.join(catalogue.CATALOGUE)}) and "
+        "not a GluonCV video model-zoo name")
 
 
 def _load_dir(path: Path, ctx, runtime: str = "auto", precision: str = "auto") -> Classifier:

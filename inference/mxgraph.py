@@ -102,7 +102,7 @@ def read_params(path: str | Path) -> dict[str, np.ndarray]:
 SUPPORTED_OPS = ("null", "Convolution", "BatchNorm", "Activation", "relu", "Pooling",
                  "FullyConnected", "Flatten", "Dropout", "elemwise_add", "broadcast_add", "_Plus",
                  "squeeze", "Reshape", "reshape", "mean", "Concat", "concat", "softmax",
-                 "SoftmaxActivation", "identity", "_copy", "BlockGrad")
+                 "SoftmaxActivation", "identity", "_copy", "BlockGrad", "Pad", "pad")
 
 
 def _tuple(text: str | None, default=()) -> tuple:
@@ -307,8 +307,13 @@ class _Builder:
         if kind == "max":
             cls = {1: self.nn.MaxPool1d, 2: self.nn.MaxPool2d, 3: self.nn.MaxPool3d}[dims]
             module = cls(kernel, stride, pad, ceil_mode=ceil)
+        elif kind == "avg" and dims == 3:
+            # PyTorch's CPU avg_pool3d has no bfloat16 kernel: pool in float32 (the head of
+            # DeepMind's I3D: one small pool, its cost does not show)
+            return self.graph.call_function(_avg_pool3d, (x, kernel, stride, pad, ceil, _bool(
+                a.get("count_include_pad"), True)))
         elif kind == "avg":
-            cls = {1: self.nn.AvgPool1d, 2: self.nn.AvgPool2d, 3: self.nn.AvgPool3d}[dims]
+            cls = {1: self.nn.AvgPool1d, 2: self.nn.AvgPool2d}[dims]
             module = cls(kernel, stride, pad, ceil_mode=ceil,
                          count_include_pad=_bool(a.get("count_include_pad"), True))
         else:
@@ -383,9 +388,28 @@ class _Builder:
 
     op_SoftmaxActivation = op_softmax
 
+    def op_Pad(self, nid, node, a):
+        """Constant padding (TensorFlow's asymmetric "SAME", inference.inception_i3d)."""
+        if a.get("mode", "constant") != "constant":
+            raise UnsupportedGraph(f"{a['mode']} padding (node {node['name']!r})")
+        width = _tuple(a.get("pad_width"))
+        pairs = [width[i:i + 2] for i in range(0, len(width), 2)]
+        flat = tuple(p for pair in reversed(pairs) for p in pair)  # last axis first, as F.pad
+        return self.graph.call_function(self.torch.nn.functional.pad, (self.arg(node, 0), flat),
+                                        {"value": float(a.get("constant_value", 0.0))})
+
+    op_pad = op_Pad
+
 
 def _getitem(seq, i):
     return seq[i]
+
+
+def _avg_pool3d(x, kernel, stride, pad, ceil_mode, count_include_pad):
+    import torch
+
+    out = torch.nn.functional.avg_pool3d(x.float(), kernel, stride, pad, ceil_mode, count_include_pad)
+    return out.to(x.dtype)
 
 
 def _channel_affine_module():
