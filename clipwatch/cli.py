@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES = (
     "clipwatch.commands.demo",
     "clipwatch.commands.serving",
+    "clipwatch.commands.model",
     "clipwatch.commands.streaming",
     "clipwatch.commands.training",
     "clipwatch.commands.review",

@@ -21,6 +21,10 @@ DUPLICATES = Counter(
     "Predictions not written because the same segment and model version was already stored",
 )
 MODEL_INFO = Info("clipwatch_model", "The loaded model: version, architecture, device, backend")
+TIE_RECHECKS = Counter(
+    "clipwatch_endpoint_tie_rechecks_total",
+    "Clips whose bf16/int8 top-2 logits were closer than the model's tie margin, settled in fp32",
+)
 BATCH_CLIPS = Histogram(
     "clipwatch_endpoint_batch_clips", "Clips per model forward (concurrent requests batched)",
     buckets=(1, 2, 3, 4, 6, 8, 12, 16),

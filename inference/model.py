@@ -49,6 +49,8 @@ class ModelCard(BaseModel):
     notes: str = ""
     int8: Int8Record | None = None  # a calibrated int8 module beside the graph (inference.quantize)
     provenance: dict = Field(default_factory=dict)  # where published weights came from (catalogue)
+    # bf16/int8 top-2 logit gaps under this are settled in fp32 (inference.runtime.TieChecked)
+    tie_margin: float = 0.0
 
 
 def pick_context():
@@ -127,7 +129,7 @@ def _load_dir(path: Path, ctx, runtime: str = "auto", precision: str = "auto") -
     card = (ModelCard.model_validate_json(card_file.read_text()) if card_file.is_file()
             else ModelCard(version=f"{path.name}-seed"))
     try:
-        net = load_runtime(path, runtime, precision, ctx)
+        net = load_runtime(path, runtime, precision, ctx, tie_margin=card.tie_margin)
     except ValueError as exc:  # an unknown runtime/precision name
         raise ModelUnavailable(str(exc)) from None
     return Classifier(net, card, classes)

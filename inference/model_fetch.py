@@ -60,7 +60,7 @@ def convert_kinetics_i3d(checkpoint: Path, out: Path, entry: PublishedModel) -> 
     inception_i3d.load_weights(net, weights)
     card = ModelCard(
         architecture=inception_i3d.ARCHITECTURE, version=entry.version, input=spec,
-        notes=entry.summary,
+        notes=entry.summary, tie_margin=inception_i3d.TIE_MARGIN,
         provenance={"source": entry.origin, "registry_file": entry.source.filename,
                     "requirement": entry.source.requirement, "sha256": entry.source.sha256,
                     "member": entry.member, "licences": entry.licences,

@@ -152,6 +152,34 @@ class TorchRuntime(Runtime):
             return logits.float().numpy(), features.float().numpy()
 
 
+class TieChecked(Runtime):
+    """A bf16/int8 runtime whose close calls are settled in fp32.
+
+    Low precision moves logits a little (bf16 on DeepMind's Kinetics I3D: up to ~0.25 on real
+    footage), which only changes the top-1 where the two best classes are closer than that:
+    with 400 classes and footage that shows none of them well, 1 clip in 28 flipped (README
+    "Kinetics-400"). Where the top-2 gap is under ``margin`` logits the clip is run again in
+    fp32; elsewhere the fast answer is provably the fp32 one as long as no logit moved by more
+    than ``margin / 2``."""
+
+    def __init__(self, fast: Runtime, exact: Runtime, margin: float):
+        self.fast, self.exact, self.margin = fast, exact, margin
+        self.name, self.precision, self.device = fast.name, fast.precision, fast.device
+
+    def forward(self, batch):
+        from clipwatch import metrics
+
+        logits, features = self.fast.forward(batch)
+        top2 = np.sort(logits, axis=1)[:, -2:] if logits.shape[1] > 1 else None
+        close = np.flatnonzero(top2[:, 1] - top2[:, 0] < self.margin) if top2 is not None else []
+        if len(close):
+            metrics.TIE_RECHECKS.inc(len(close))
+            exact_logits, exact_features = self.exact.forward(batch[close])
+            logits, features = logits.copy(), features.copy()
+            logits[close], features[close] = exact_logits, exact_features
+        return logits, features
+
+
 # ---------------------------------------------------------------------------------------------
 
 def resolve(runtime: str = "auto", precision: str = "auto", gpu: bool = False) -> tuple[str, str]:
@@ -187,7 +215,8 @@ def _torch_available() -> bool:
 
 
 def load_runtime(model_dir: Path, runtime: str = "auto", precision: str = "auto",
-                 ctx=None) -> Runtime:
+                 ctx=None, tie_margin: float = 0.0) -> Runtime:
+    """``tie_margin`` > 0: bf16/int8 close calls are settled in fp32 (``TieChecked``)."""
     gpu = ctx is not None and getattr(ctx, "device_type", "cpu") == "gpu"
     if runtime == "auto" and ctx is None and _nvidia_device_present():
         gpu = pick_mxnet_context().device_type == "gpu"
@@ -199,4 +228,7 @@ def load_runtime(model_dir: Path, runtime: str = "auto", precision: str = "auto"
     runtime, precision = resolve(runtime, precision, gpu)
     if runtime == "mxnet":
         return MXNetRuntime(model_dir, ctx)
-    return TorchRuntime(model_dir, precision)
+    fast = TorchRuntime(model_dir, precision)
+    if tie_margin > 0 and precision != "fp32":
+        return TieChecked(fast, TorchRuntime(model_dir, "fp32"), tie_margin)
+    return fast

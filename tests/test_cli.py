@@ -5,7 +5,7 @@ import pytest
 
 
 @pytest.mark.parametrize("command", ["serve", "demo", "synth", "train", "evaluate", "loadtest", "stack", "review", "review-user", "export",
-                                     "watch", "worker", "bridge", "broker"])
+                                     "watch", "worker", "bridge", "broker", "model"])
 def test_every_command_has_help_with_an_example(command):
     out = subprocess.run([sys.executable, "-m", "clipwatch.cli", command, "--help"],
                          capture_output=True, text=True, check=True).stdout

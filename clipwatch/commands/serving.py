@@ -45,10 +45,14 @@ def register(sub) -> None:
         description="Serve GET /ping, POST /invocations, GET /metrics (and the SageMaker Runtime "
                     "route, so boto3's sagemaker-runtime client can point at it).",
         epilog="example:\n  clipwatch serve --model ./model --port 8080 --store sqlite:///preds.db "
-               "--allow-dir /data/hls\n  clipwatch serve --model ./model --runtime mxnet   # the fp32 MXNet reference runtime\n  curl -d '{\"s3_uri\": \"s3://bucket/live/seg_00001.ts\"}' "
+               "--allow-dir /data/hls\n  clipwatch serve --model kinetics400 --allow-dir /data/hls   "
+               "# DeepMind's Kinetics-400 I3D (clipwatch model fetch kinetics400)\n"
+               "  clipwatch serve --model ./model --runtime mxnet   # the fp32 MXNet reference runtime\n"
+               "  curl -H 'Content-Type: application/json' -d '{\"s3_uri\": \"s3://bucket/live/seg_00001.ts\"}' "
                "localhost:8080/invocations")
     serve.add_argument("--model", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
-                       help="model directory or GluonCV model-zoo name (default: /opt/ml/model)")
+                       help="model directory, catalogue name (e.g. kinetics400, once `clipwatch model "
+                            "fetch`ed) or GluonCV model-zoo name (default: /opt/ml/model)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080)))
     serve.add_argument("--store", help="sqlite:///path.db (default) or dynamodb://prefix (env CLIPWATCH_STORE)")

@@ -183,7 +183,7 @@ def _bus_options(p, default_bus: str | None) -> None:
 
 def _endpoint_options(p) -> None:
     g = p.add_argument_group("endpoint (one of)")
-    g.add_argument("--model", help="run the model in-process from this model directory")
+    g.add_argument("--model", help="run the model in-process from this model directory (or catalogue name, e.g. kinetics400)")
     g.add_argument("--endpoint-url", help="our endpoint server (http://host:8080); with "
                    "--sagemaker-endpoint, the SageMaker Runtime URL")
     g.add_argument("--sagemaker-endpoint", help="a SageMaker endpoint name (boto3 sagemaker-runtime)")
