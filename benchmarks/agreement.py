@@ -1,5 +1,6 @@
 """Do the fast paths change predictions? Top-1 agreement between the served path and the fp32
-GluonCV/MXNet reference path, on held-out synthetic clips for the demo model.
+GluonCV/MXNet reference path, on held-out synthetic clips for the demo model, and on real
+footage for DeepMind's Kinetics-400 I3D (``measure_real_agreement``).
 
 - Reference: GluonCV's own ``VideoClsCustom`` loader (decord, its validation sampling,
   ``VideoGroupValTransform``) feeding the model directory's MXNet graph in fp32.
@@ -43,7 +44,7 @@ def render_clips(out: Path, clips_per_class: int, seed: int) -> Path:
 
 
 def reference_predictions(data: Path, model_dir: Path) -> tuple[list[int], list[int]]:
-    """Top-1 of the fp32 GluonCV/MXNet path, and the true labels."""
+    """Top-1 of the fp32 GluonCV/MXNet path, and the true labels (``data/all.txt``)."""
     from inference.gluoncv_compat import import_gluoncv
     from inference.model import load_classifier
 
@@ -51,11 +52,17 @@ def reference_predictions(data: Path, model_dir: Path) -> tuple[list[int], list[
     from gluoncv.data import VideoClsCustom
     from gluoncv.data.transforms.video import VideoGroupValTransform
 
+    from inference.decode import scaled_size
+
     classifier = load_classifier(model_dir, runtime="mxnet")
     s = classifier.card.input
+    first = data / (data / "all.txt").read_text().split()[0]
+    from clipwatch.footage import probe
+
+    width, height = scaled_size(*(lambda i: (i["width"], i["height"]))(probe(first)), s.resize)
     dataset = VideoClsCustom(
         root=str(data), setting=str(data / "all.txt"), train=False, new_length=s.frames,
-        new_step=s.stride, new_width=s.resize[0], new_height=s.resize[1], target_width=s.crop,
+        new_step=s.stride, new_width=width, new_height=height, target_width=s.crop,
         target_height=s.crop, video_loader=True, use_decord=True,
         transform=VideoGroupValTransform(size=s.crop, mean=s.mean, std=s.std))
     top1, labels = [], []
@@ -112,6 +119,39 @@ def measure_agreement(workdir: Path, model_dir: Path = DEMO_MODEL, clips_per_cla
             "accuracy": round(float(np.mean(np.equal(served, labels))), 4)}
     from inference.model import load_classifier
 
+    result["model_version"] = load_classifier(model_dir, runtime="mxnet").card.version
+    return result
+
+
+def measure_real_agreement(segments: Path, model_dir: Path, runtime: str = "auto",
+                           precision: str = "auto", decoder: str = "pyav") -> dict:
+    """The same comparison on every real-footage clip (clipwatch.footage), re-encoded as
+    720p segments like the benchmark's (one clip each): the model's whole real test set here."""
+    from clipwatch import footage
+    from inference.model import load_classifier
+
+    data = segments.parent / "agreement-real"
+    data.mkdir(exist_ok=True)
+    lines, expected = [], []
+    for name, clip in footage.CLIPS.items():
+        path = footage.segment(name, data / f"{name}.ts", size=(1280, 720))
+        info = footage.probe(path)
+        lines.append(f"{path.name} {int(round(info['duration'] * info['fps']))} 0")
+        expected.append(set(clip.kinetics))
+    (data / "all.txt").write_text("\n".join(lines) + "\n")
+    reference, _ = reference_predictions(data, model_dir)
+    classes = load_classifier(model_dir, runtime="mxnet").classes
+    result = {"model": str(model_dir), "clips": len(lines), "footage": list(footage.CLIPS),
+              "reference": "GluonCV VideoClsCustom + VideoGroupValTransform + MXNet fp32",
+              "reference_accuracy": round(float(np.mean(
+                  [classes[r] in e for r, e in zip(reference, expected) if e])), 4)}
+    for snap in (True, False):
+        served, backend = served_predictions(data, model_dir, runtime, precision, snap, decoder)
+        result["served" if snap else "served_no_keyframe_snap"] = {
+            "backend": backend, "decoder": decoder, "keyframe_snap": snap,
+            "agreement": round(float(np.mean(np.equal(served, reference))), 4),
+            "disagreements": int(np.sum(np.not_equal(served, reference))),
+            "accuracy": round(float(np.mean([classes[p] in e for p, e in zip(served, expected) if e])), 4)}
     result["model_version"] = load_classifier(model_dir, runtime="mxnet").card.version
     return result
 

