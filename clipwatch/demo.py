@@ -118,7 +118,7 @@ class _StreamRun:
         self.lock = threading.Lock()
         self.encoder_error: list[BaseException] = []
         # Over Kafka, topics of their own per run: a former run's segments are not this stream's.
-        self.bus, self.bus_url = open_bus(bus_url), bus_url
+        self.bus = open_bus(bus_url)
         topics = Topics.with_prefix(f"clipwatch-{name}" if bus_url == "memory"
                                     else f"demo-{name}-{uuid.uuid4().hex[:8]}")
         if bus_url != "memory":
@@ -220,6 +220,7 @@ def run(out_dir: Path = Path("demo-output"), segments: int = 8, seed: int = 7, r
         result["summary"]["wall_s"] = round(time.monotonic() - started, 1)
         (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
         plot(synthetic.rows, read_truth(synthetic.stream_dir), out_dir / "summary.png")
+        console.print()
         console.print_json(json.dumps(summary))
         if "real_footage" in result:
             console.print_json(json.dumps({k: v for k, v in result["real_footage"].items()

@@ -55,7 +55,7 @@ def test_the_model_directory_states_the_true_input_contract_and_provenance(kinet
     assert len(classes) == 400 and classes == sorted(classes) and "using_segway" in classes
 
 
-@pytest.mark.parametrize("runtime", ["mxnet", "torch"])
+@pytest.mark.parametrize("runtime", ["mxnet", "torch", "openvino"])
 def test_served_network_reproduces_deepminds_graph_on_real_footage(runtime, kinetics_dir,
                                                                    real_segments, checkpoint_tree):
     """fp32, on the frames the endpoint decodes: the same top-5 and logits within 1e-3 of a

@@ -101,3 +101,41 @@ def test_runtime_choice():
 def test_unknown_runtime_is_a_model_error():
     with pytest.raises(ModelUnavailable, match="unknown precision 'int4'"):
         load_classifier(DEMO, precision="int4")
+
+
+class _Fixed:
+    """A runtime that answers given logits (and features = logits), counting its calls."""
+
+    def __init__(self, logits):
+        self.logits, self.calls = np.asarray(logits, np.float32), []
+        self.name, self.precision, self.device = "fake", "bf16", "cpu"
+
+    def forward(self, batch):
+        self.calls.append(len(batch))
+        rows = self.logits[: len(batch)] if len(self.logits) >= len(batch) else self.logits
+        return rows.copy(), rows.copy()
+
+
+def test_close_calls_are_settled_in_fp32_and_only_they():
+    from inference.runtime import TieChecked
+
+    fast = _Fixed([[2.0, 1.0, 0.0], [1.0, 0.9, 0.0], [0.0, 0.3, 0.45]])  # gaps 1.0, 0.1, 0.15
+    exact = _Fixed([[0.0, 1.0, 0.5], [0.2, 0.0, 1.0]])  # the fp32 answers for rows 1 and 2
+    checked = TieChecked(fast, exact, margin=0.5)
+    logits, features = checked.forward(np.zeros((3, 1)))
+    assert exact.calls == [2]  # one fp32 forward, of the two close rows only
+    assert list(logits.argmax(1)) == [0, 1, 2]
+    np.testing.assert_array_equal(features[1:], exact.logits)
+    fast2, exact2 = _Fixed([[3.0, 1.0, 0.0]]), _Fixed([[0.0, 0.0, 9.0]])
+    assert TieChecked(fast2, exact2, 0.5).forward(np.zeros((1, 1)))[0].argmax() == 0
+    assert exact2.calls == []  # a clear call never pays for fp32
+
+
+def test_openvino_runs_the_same_graph(tiny_model_dir, media):
+    ov = load_classifier(tiny_model_dir, runtime="openvino", precision="fp32")
+    ref = load_classifier(tiny_model_dir, runtime="mxnet")
+    batch = clip_batch(media, ref.card, clips=2)
+    (a, fa), (b, fb) = ov.infer(batch), ref.infer(batch)
+    assert ov.backend == "openvino-fp32"
+    np.testing.assert_allclose(a, b, atol=1e-3)
+    np.testing.assert_allclose(fa, fb, atol=1e-3)

@@ -124,7 +124,7 @@ def train(cfg: TrainConfig) -> Path:
 
     features, pretrained = features_of(cfg.base, ctx)
     if pretrained and cfg.freeze_epochs >= cfg.epochs and base_dir(cfg.base) is not None:
-        return train_head(cfg, ctx, classes, train_records, val_records, state, ckpt)
+        return train_head(cfg, ctx, classes, train_records, val_records)
     net = with_new_classifier(features, len(classes))
     net[2].initialize(mx.init.Xavier(), ctx=ctx)
     if pretrained:
@@ -185,11 +185,11 @@ def train(cfg: TrainConfig) -> Path:
     return export(best, cfg, state, skipped)
 
 
-def train_head(cfg: TrainConfig, ctx, classes: list[str], train_records, val_records,
-               state: TrainState, ckpt: Path) -> Path:
+def train_head(cfg: TrainConfig, ctx, classes: list[str], train_records, val_records) -> Path:
     """A frozen backbone: every clip's features once, with the base's serving runtime
     (training.features), then only the new classifier (dropout + dense) learns, in Gluon, on
-    the vectors; the best epoch on validation is exported on top of the base's network."""
+    the vectors; the best epoch on validation is exported on top of the base's network. It
+    takes seconds once the features are cached, so it always starts afresh (no checkpoints)."""
     import mxnet as mx
     from mxnet import autograd, gluon
 
@@ -206,6 +206,7 @@ def train_head(cfg: TrainConfig, ctx, classes: list[str], train_records, val_rec
                                      progress=progress, skipped=skipped)
     if not len(x_train):
         raise TrainingError("no training clip could be decoded")
+    state = TrainState(classes=classes, base=str(cfg.base))
     head = gluon.nn.HybridSequential()
     head.add(gluon.nn.Dropout(0.3), gluon.nn.Dense(len(classes)))
     mx.random.seed(cfg.seed)
@@ -214,7 +215,7 @@ def train_head(cfg: TrainConfig, ctx, classes: list[str], train_records, val_rec
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps = max(1, math.ceil(len(x_train) / cfg.batch_size))
     best = None
-    for epoch in range(state.epoch, cfg.epochs):
+    for epoch in range(cfg.epochs):
         order = np.random.default_rng((cfg.seed, epoch)).permutation(len(x_train))
         losses = []
         for step in range(steps):

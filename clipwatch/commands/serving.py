@@ -60,7 +60,7 @@ def register(sub) -> None:
     serve.add_argument("--allow-bucket", action="append", help="S3 bucket allow-list entry (repeatable)")
     serve.add_argument("--clips", type=int, default=1, help="clips per segment, logits averaged (default 1)")
     serve.add_argument("--no-keyframe-snap", action="store_true", help="keep clip starts exactly centered")
-    serve.add_argument("--runtime", choices=("auto", "torch", "mxnet"), default="auto",
+    serve.add_argument("--runtime", choices=("auto", "torch", "openvino", "mxnet"), default="auto",
                        help="what runs the network: auto (default) = torch on CPUs, mxnet on GPUs")
     serve.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
                        help="torch precision: auto (default) = int8 where the model directory has "
