@@ -136,7 +136,6 @@ def measure_real_agreement(segments: Path, model_dir: Path, runtime: str = "auto
     from inference.decode import decode_clips
     from inference.model import load_classifier
     from inference.preprocess import center_crop_clips, normalize_clips
-    from inference.sampling import ClipSampler
 
     served = load_classifier(model_dir, runtime=runtime, precision=precision)
     reference = load_classifier(model_dir, runtime="mxnet")
@@ -147,7 +146,7 @@ def measure_real_agreement(segments: Path, model_dir: Path, runtime: str = "auto
                             total=len(footage.CLIPS) * windows)
         for name, clip in footage.CLIPS.items():
             path = footage.segment(name, segments.parent / "agreement-real" / f"{name}.ts", size=(1280, 720))
-            decoded = decode_clips(path.read_bytes(), ClipSampler(s.frames, s.stride, windows, False),
+            decoded = decode_clips(path.read_bytes(), s.sampler(windows, False),
                                    s.resize, decoder=decoder)
             batch = normalize_clips(center_crop_clips(decoded.frames, s.crop), s.crop, s.mean, s.std)
             for x in batch:

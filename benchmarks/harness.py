@@ -109,12 +109,11 @@ def calibrate_int8(model_dir: Path, segments: list[Path]) -> dict:
     from inference.model import ModelCard
     from inference.preprocess import normalize_clips
     from inference.runtime import TorchRuntime
-    from inference.sampling import ClipSampler
 
     spec = ModelCard.model_validate_json((model_dir / "model.json").read_text()).input
 
     def batches(clips: int):
-        sampler = ClipSampler(spec.frames, spec.stride, clips=clips, snap_to_keyframe=False)
+        sampler = spec.sampler(clips=clips, snap_to_keyframe=False)
         for path in segments:
             frames = decode_clips(path.read_bytes(), sampler, spec.resize).frames
             yield normalize_clips(frames, spec.crop, spec.mean, spec.std)

@@ -112,6 +112,7 @@ def decode_clips(data: bytes, sampler: ClipSampler, resize: tuple[int, int] | in
         first, last = 0, num_frames
         if window is not None:
             first, last = max(0, int(window[0] * video.fps)), min(num_frames, int(round(window[1] * video.fps)))
+        sampler = sampler.for_rate(video.fps)
         keyframes = video.keyframes() if sampler.snap_to_keyframe and rng is None else ()
         indices = [[first + i for i in clip] for clip in
                    sampler.indices(last - first, [k - first for k in keyframes if k >= first], rng)]

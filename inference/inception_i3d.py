@@ -46,7 +46,8 @@ ARCHITECTURE = "i3d_inception_v1_kinetics400"
 # bf16 moved its logits by ≤ 0.23 on 28 real clips (tests/test_kinetics.py): gaps under
 # twice that are settled in fp32 (inference.runtime.TieChecked).
 TIE_MARGIN = 0.5
-INPUT = dict(frames=32, stride=1, resize=256, crop=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+INPUT = dict(frames=32, stride=1, fps=25.0, resize=256, crop=224, mean=(0.5, 0.5, 0.5),
+             std=(0.5, 0.5, 0.5))
 
 # (name, branch widths): Branch_0 1×1; Branch_1 1×1 → 3×3×3; Branch_2 1×1 → 3×3×3;
 # Branch_3 3×3×3 max pool → 1×1 (DeepMind's i3d.py, Inception-v1's widths).

@@ -21,6 +21,7 @@ from . import catalogue
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .quantize import Int8Record
 from .runtime import Runtime, load_runtime
+from .sampling import ClipSampler
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz
 ZOO_CACHE = Path(os.environ.get("MXNET_HOME", Path.home() / ".mxnet")) / "models"
@@ -35,6 +36,12 @@ class InputSpec(BaseModel):
     crop: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # the frame rate ``stride`` was learned at: faster streams are sampled with a longer stride
+    # (inference.sampling); None keeps the stride whatever the stream's rate
+    fps: float | None = None
+
+    def sampler(self, clips: int = 1, snap_to_keyframe: bool = True) -> ClipSampler:
+        return ClipSampler(self.frames, self.stride, clips, snap_to_keyframe, self.fps)
 
 
 class ModelCard(BaseModel):

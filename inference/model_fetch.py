@@ -22,6 +22,10 @@ from . import inception_i3d
 from .catalogue import CATALOGUE, PublishedModel, fetched_dir, is_model_dir
 from .model import ModelCard, save_model_dir
 
+# Bumped when what the converter writes changes (the weights, and so the model version, do not):
+# an older conversion in the cache is redone. 2: the input contract's ``fps``.
+CONVERSION = 2
+
 
 def fetch(name: str, out: str | Path | None = None, force: bool = False,
           progress: bool = True) -> Path:
@@ -31,7 +35,7 @@ def fetch(name: str, out: str | Path | None = None, force: bool = False,
     if entry is None:
         raise ModelUnavailable(f"unknown model {name!r}; the catalogue has: {', '.join(CATALOGUE)}")
     out = Path(out) if out else fetched_dir(name)
-    if not force and is_model_dir(out) and _card_version(out) == entry.version:
+    if not force and is_model_dir(out) and _conversion(out) == (entry.version, CONVERSION):
         return out
     steps = _Steps(progress)
     try:
@@ -65,7 +69,8 @@ def convert_kinetics_i3d(checkpoint: Path, out: Path, entry: PublishedModel) -> 
                     "requirement": entry.source.requirement, "sha256": entry.source.sha256,
                     "member": entry.member, "licences": entry.licences,
                     "conversion": "BatchNorm folded into the convolutions (float64); TensorFlow "
-                                  "SAME padding reproduced; head as pool → time mean → dense"})
+                                  "SAME padding reproduced; head as pool → time mean → dense",
+                    "conversion_revision": CONVERSION})
     return save_model_dir(net, out, classes, card)
 
 
@@ -94,11 +99,13 @@ def _install(staged: Path, out: Path) -> None:
         staged.replace(out)
 
 
-def _card_version(path: Path) -> str | None:
+def _conversion(path: Path) -> tuple[str, int] | None:
+    """(model version, conversion revision) of a converted directory."""
     try:
-        return ModelCard.model_validate_json((path / "model.json").read_text()).version
+        card = ModelCard.model_validate_json((path / "model.json").read_text())
     except (OSError, ValueError):
         return None
+    return card.version, card.provenance.get("conversion_revision", 1)
 
 
 class _Steps:

@@ -24,7 +24,6 @@ from .decode import DEFAULT_DECODER, decode_clips
 from .decode_pool import DecodePool
 from .model import Classifier
 from .preprocess import center_crop_clips, normalize_clips
-from .sampling import ClipSampler
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -85,7 +84,7 @@ class Endpoint:
         share batched forwards of up to ``max_batch_clips`` clips (``inference.batching``)."""
         spec = classifier.card.input
         self.classifier, self.reader, self.store, self.policy = classifier, reader, store, policy
-        self.sampler = ClipSampler(spec.frames, spec.stride, clips, snap_to_keyframe)
+        self.sampler = spec.sampler(clips, snap_to_keyframe)
         self.top_k = top_k
         self.decoder = decoder
         self.decode_pool = DecodePool(decode_workers, decoder=decoder) if decode_workers > 0 else None

@@ -8,6 +8,11 @@ model was trained with (32 frames × stride 2 ≈ 2.1 s at 30 fps for Kinetics I
 clip over the whole 10 s segment would show the network motion 4–5× faster than it learned.
 More of the segment is covered by more clips (their logits are averaged), at linear model cost.
 
+``fps``, when the model card gives one, is the frame rate its ``stride`` was learned at
+(DeepMind's Kinetics I3D: consecutive frames at 25 fps): on a faster stream the stride grows in
+proportion (50 or 60 fps: every second frame), so the network sees motion at the speed it
+learned; 24–30 fps streams keep the stride (``for_rate``).
+
 ``snap_to_keyframe`` moves each clip's start to a keyframe at most two sampling steps away
 (``2 * stride`` frames, 0.13 s at 30 fps for I3D) when one exists: decoding then starts exactly
 where the clip does instead of decoding and discarding up to a GOP of frames before it (~35% of
@@ -19,7 +24,7 @@ sampling; with this window they agree, benchmarks/agreement.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from clipwatch.errors import VideoTooShort
@@ -31,6 +36,14 @@ class ClipSampler:
     stride: int = 2
     clips: int = 1
     snap_to_keyframe: bool = True
+    fps: float | None = None  # the frame rate ``stride`` refers to; None: any stream's own
+
+    def for_rate(self, video_fps: float) -> "ClipSampler":
+        """This sampler for a stream of ``video_fps`` frames a second."""
+        if not self.fps or not video_fps:
+            return self
+        stride = max(1, round(self.stride * video_fps / self.fps))
+        return self if stride == self.stride else replace(self, stride=stride, fps=None)
 
     @property
     def max_snap(self) -> int:

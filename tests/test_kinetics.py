@@ -47,7 +47,7 @@ def served_batch(classifier, segment) -> np.ndarray:
 
 def test_the_model_directory_states_the_true_input_contract_and_provenance(kinetics_dir):
     card = json.loads((kinetics_dir / "model.json").read_text())
-    assert card["input"] == {"frames": 32, "stride": 1, "resize": 256, "crop": 224,
+    assert card["input"] == {"frames": 32, "stride": 1, "fps": 25.0, "resize": 256, "crop": 224,
                              "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
     assert card["provenance"]["sha256"] == catalogue.CATALOGUE["kinetics400"].source.sha256
     assert "Apache-2.0" in card["provenance"]["licences"]

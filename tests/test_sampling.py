@@ -60,3 +60,22 @@ def test_clips_spread_over_the_segment():
 def test_too_short_video_names_the_numbers():
     with pytest.raises(VideoTooShort, match="30 frames.*needs 63"):
         ClipSampler().indices(30)
+
+
+def test_a_model_that_learned_at_25_fps_keeps_its_motion_speed_on_faster_streams():
+    """DeepMind's I3D (consecutive frames at 25 fps): 25–30 fps streams keep stride 1, 50 and
+    60 fps streams take every second frame; a card without fps never changes the stride."""
+    kinetics = ClipSampler(frames=32, stride=1, fps=25.0)
+    assert kinetics.for_rate(25.0).stride == 1 and kinetics.for_rate(29.97).stride == 1
+    assert kinetics.for_rate(50.0).stride == 2 and kinetics.for_rate(59.94).stride == 2
+    assert ClipSampler(frames=32, stride=2).for_rate(60.0).stride == 2
+
+
+def test_decoding_a_60_fps_segment_samples_at_the_models_rate(tmp_path):
+    from clipwatch.testmedia import render_segment
+    from inference.decode import decode_clips
+
+    segment = render_segment(tmp_path / "sixty.ts", seconds=2, size=(320, 240), fps=60, gop=120)
+    out = decode_clips(segment.read_bytes(), ClipSampler(frames=8, stride=1, fps=25.0), (160, 120))
+    assert round(out.fps) == 60
+    assert [b - a for a, b in zip(out.indices[0], out.indices[0][1:])] == [2] * 7

@@ -23,7 +23,6 @@ from clipwatch.errors import ClipwatchError
 from inference.decode import decode_clips
 from inference.model import InputSpec
 from inference.preprocess import normalize_clip
-from inference.sampling import ClipSampler
 
 VIDEO_SUFFIXES = (".mp4", ".ts", ".avi", ".mkv", ".mov", ".webm")
 
@@ -153,7 +152,7 @@ class ClipDataset:
                  flip_map: dict[int, int] | None = None, seed: int = 0):
         self.records, self.spec, self.train = records, spec, train
         self.flip_map = flip_map or {}
-        self.sampler = ClipSampler(spec.frames, spec.stride, clips=1, snap_to_keyframe=False)
+        self.sampler = spec.sampler(clips=1, snap_to_keyframe=False)
         self.seed = seed
 
     def __len__(self) -> int:
