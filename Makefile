@@ -7,13 +7,18 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := ffmpeg libgl1 libglib2.0-0 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench bench-memory lock system-deps clean ui
+.PHONY: demo test bench bench-memory lock system-deps clean ui ui-current screenshots
 
-demo: $(STAMP) system-deps ui
+demo: $(STAMP) system-deps ui-current
 	$(VENV)/bin/clipwatch demo
 
-test: $(STAMP) system-deps ui
+test: $(STAMP) system-deps ui-current
 	$(PY) -m pytest -q
+
+# The README's pictures of the review tool, by the browser test that drives it (a plain test
+# run writes its screenshots to a temporary folder).
+screenshots: $(STAMP) system-deps ui-current
+	CLIPWATCH_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q tests/test_review_browser.py
 
 bench: $(STAMP) system-deps
 	$(PY) benchmarks/endpoint.py
@@ -27,16 +32,22 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
 # The review tool's front end (review/ui): Wavesurfer.js from the npm registry, pinned by
-# package-lock.json, bundled by esbuild into review/static/dist (committed, so a checkout runs
-# without node; rebuilt whenever the sources or the lockfile are newer than the bundle).
-UI_BUNDLE := review/static/dist/clip.js
-ui: $(UI_BUNDLE)
+# package-lock.json, bundled by esbuild into review/static/dist. The bundle is committed with the
+# sha256 of the sources it was built from (sources.sha256), so a checkout whose sources match
+# runs without node whatever its files' times (git does not keep them); `make ui` rebuilds on
+# purpose, `ui-current` only when the sources changed.
+UI_SOURCES := review/ui/package.json review/ui/package-lock.json $(sort $(wildcard review/ui/src/*.js))
+UI_HASH := review/static/dist/sources.sha256
 
-$(UI_BUNDLE): review/ui/package.json review/ui/package-lock.json $(wildcard review/ui/src/*.js)
+ui-current:
+	@[ "$$(cat $(UI_SOURCES) | sha256sum | cut -d' ' -f1)" = "$$(cat $(UI_HASH) 2>/dev/null)" ] \
+	  || $(MAKE) --no-print-directory ui
+
+ui:
 	@command -v npm >/dev/null || { echo "installing Debian packages: nodejs npm"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
 	cd review/ui && npm ci --no-audit --no-fund && npm run build
-	touch $@
+	cat $(UI_SOURCES) | sha256sum | cut -d' ' -f1 > $(UI_HASH)
 
 $(STAMP): requirements.lock pyproject.toml
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)

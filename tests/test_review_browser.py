@@ -1,10 +1,13 @@
 """The review tool in a real browser: Debian's headless Chromium driven by Playwright against
 the app served by uvicorn on loopback. A reviewer logs in, opens the first queued clip, plays
 it, records a segment on a new track while it plays, labels it and submits; the stored
-annotation is checked. Then an auditor approves it. Screenshots of the pages go to docs/."""
+annotation is checked. Then an auditor approves it. Screenshots of the pages go to a temporary
+folder, or to $CLIPWATCH_SCREENSHOTS (`make screenshots` sets docs/: the README's pictures), so a
+test run never rewrites tracked files."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,9 +16,13 @@ from test_review_support import review_env, review_media  # noqa: F401  (fixture
 
 from inference.server import BackgroundServer
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    return Path(os.environ.get("CLIPWATCH_SCREENSHOTS") or tmp_path)
 
 
 @pytest.fixture
@@ -35,9 +42,9 @@ def login(page, url: str, token: str) -> None:
     page.wait_for_url(f"{url}/")
 
 
-def test_reviewer_records_labels_and_submits_then_auditor_approves(review_env, browser):
+def test_reviewer_records_labels_and_submits_then_auditor_approves(review_env, browser, shots):
     store, tokens = review_env["store"], review_env["tokens"]
-    DOCS.mkdir(exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
     with BackgroundServer(review_env["app"]) as server:
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         errors = []
@@ -45,7 +52,7 @@ def test_reviewer_records_labels_and_submits_then_auditor_approves(review_env, b
         login(page, server.url, tokens["alice"])
         page.wait_for_selector("#queue tbody tr")
         first_ref = page.locator("#queue tbody tr").first.get_attribute("data-ref")
-        page.screenshot(path=str(DOCS / "review-queue.png"), full_page=True)
+        page.screenshot(path=str(shots / "review-queue.png"), full_page=True)
 
         page.click("#start")  # leases the first task in queue order
         page.wait_for_url(f"{server.url}/clip/{first_ref}")
@@ -69,7 +76,7 @@ def test_reviewer_records_labels_and_submits_then_auditor_approves(review_env, b
         row.locator("input.seg-text").fill("person on the right waves")
         page.check("input[name='model-correct'][value='no']")
         page.check("input[name='rating'][value='4']")
-        page.screenshot(path=str(DOCS / "review-clip.png"), full_page=True)
+        page.screenshot(path=str(shots / "review-clip.png"), full_page=True)
         page.click("#submit")
         page.wait_for_selector("body[data-submitted='1']", state="attached")
         assert page.locator("#message").inner_text() == "saved ✓"
@@ -105,4 +112,4 @@ def test_reviewer_records_labels_and_submits_then_auditor_approves(review_env, b
         auditor.goto(f"{server.url}/operator")
         auditor.wait_for_selector(".stream table tbody tr")
         assert "waving (carol)" in auditor.locator(".stream").first.inner_text()
-        auditor.screenshot(path=str(DOCS / "review-operator.png"), full_page=True)
+        auditor.screenshot(path=str(shots / "review-operator.png"), full_page=True)
