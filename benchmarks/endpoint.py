@@ -79,6 +79,9 @@ example (a quick check, then the default run, then another runtime for compariso
   .venv/bin/python benchmarks/endpoint.py                       # = make bench
   .venv/bin/python benchmarks/endpoint.py --serve-args="--precision bf16" \\
       --out benchmarks/results/endpoint-bf16.json
+  .venv/bin/python benchmarks/endpoint.py --model kinetics400   # DeepMind's I3D, real footage
+  .venv/bin/python benchmarks/endpoint.py --model kinetics400 --serve-args="--runtime openvino" \\
+      --out benchmarks/results/endpoint-kinetics400-openvino.json
 """
 
 # moto's werkzeug logs every S3 call, and MXNet's export warns about an untyped input: both
@@ -90,8 +93,9 @@ warnings.filterwarnings("ignore", category=UserWarning, module="mxnet")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Latency, throughput, memory and agreement of the clipwatch endpoint "
-                    "(I3D-ResNet50 on 10 s 720p H.264 segments in S3 via moto) against a "
-                    "faithful baseline of the seed, in one run.",
+                    "(I3D-ResNet50 on 10 s 720p H.264 segments, or DeepMind's Kinetics I3D on "
+                    "real footage, in S3 via moto) against a faithful baseline of the seed, in "
+                    "one run.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=("r50", "kinetics400"), default="r50",
                    help="r50 (default): I3D-ResNet50, random weights, rendered segments; "
@@ -108,14 +112,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--agreement-clips-per-class", type=int, default=30,
                    help="held-out synthetic clips per class for the agreement check (30; 0 skips)")
     p.add_argument("--serve-args", default=None,
-                   help='`clipwatch serve` options (default "--precision int8": the R50 has random '
-                        'weights, so the int8 module calibrated on the benchmark segments is '
-                        'served explicitly), e.g. "--runtime mxnet --decode-workers 0"')
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help="JSON results file (benchmarks/results/endpoint.json; a .png beside it)")
+                   help='`clipwatch serve` options (r50 default "--precision int8": the R50 has '
+                        'random weights, so the int8 module calibrated on the benchmark segments '
+                        'is served explicitly; kinetics400: none, the default path), e.g. '
+                        '"--runtime mxnet --decode-workers 0"')
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON results file (benchmarks/results/endpoint.json, or "
+                        "endpoint-kinetics400.json; a .png beside it)")
     args = p.parse_args(argv)
     if args.serve_args is None:
         args.serve_args = "--precision int8" if args.model == "r50" else ""
+    if args.out is None:
+        args.out = DEFAULT_OUT if args.model == "r50" else \
+            DEFAULT_OUT.with_name("endpoint-kinetics400.json")
     for name in ("segments", "requests", "concurrency", "throughput_requests", "baseline_requests"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")

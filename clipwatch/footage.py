@@ -10,6 +10,7 @@ to a broadcast size. Tests, the demo and the benchmarks all take their real foot
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,8 @@ def clip(name: str, quiet: bool = True) -> Path:
 
 def probe(path: Path) -> dict:
     """Width, height, frame rate and duration of a video file (ffprobe)."""
-    exe = ffmpeg().replace("ffmpeg", "ffprobe")
+    ffmpeg()  # installed, or the error says how to install it
+    exe = shutil.which("ffprobe") or "ffprobe"
     out = subprocess.run([exe, "-v", "error", "-select_streams", "v:0", "-show_entries",
                           "stream=width,height,avg_frame_rate:format=duration", "-of", "json",
                           str(path)], check=True, capture_output=True, text=True).stdout
