@@ -172,9 +172,10 @@ class ClipDataset:
 
 
 def iterate_batches(dataset: ClipDataset, order: list[int], batch_size: int, pool, epoch: int = 0,
-                    skipped: dict[str, str] | None = None):
+                    skipped: dict[str, str] | None = None, with_indices: bool = False):
     """Yield (x, y) batches, decoding the next batch in ``pool`` while the caller trains on
-    this one. Clips that fail to decode are left out and recorded in ``skipped``."""
+    this one. Clips that fail to decode are left out and recorded in ``skipped``;
+    ``with_indices`` yields (record indices, x, y) to tell which clips a batch holds."""
     def load(i):
         try:
             return dataset.load(i, epoch)
@@ -186,10 +187,12 @@ def iterate_batches(dataset: ClipDataset, order: list[int], batch_size: int, poo
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     pending = pool.map(load, chunks[0]) if chunks else None
     for n in range(len(chunks)):
-        items = [it for it in pending if it is not None]
+        items = [(i, it) for i, it in zip(chunks[n], pending) if it is not None]
         pending = pool.map(load, chunks[n + 1]) if n + 1 < len(chunks) else None
         if items:
-            yield np.stack([x for x, _ in items]), np.array([y for _, y in items], dtype=np.float32)
+            x = np.stack([x for _, (x, _) in items])
+            y = np.array([y for _, (_, y) in items], dtype=np.float32)
+            yield ([i for i, _ in items], x, y) if with_indices else (x, y)
 
 
 def dataset_logits(logits_fn, dataset: ClipDataset, pool, batch_size: int,

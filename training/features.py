@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clipwatch.errors import ClipwatchError
 from clipwatch.registry import cache_home
 
-from .datasets import ClipDataset
+from .datasets import ClipDataset, iterate_batches
 
 
 def _key(version: str, dataset: ClipDataset, index: int) -> str:
@@ -47,30 +46,16 @@ def clip_features(classifier, dataset: ClipDataset, batch_size: int = 4, progres
     todo = [i for i in range(len(dataset)) if i not in found]
     task = progress.add_task(f"features of {len(todo)} clips ({len(found)} cached)",
                              total=len(todo)) if progress is not None and todo else None
-
-    def load(i):
-        try:
-            return i, dataset.load(i)[0]
-        except ClipwatchError as exc:
-            if skipped is not None:
-                skipped[dataset.records[i].source] = exc.message
-            return i, None
-
     with ThreadPoolExecutor(2) as pool:
-        chunks = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)]
-        pending = pool.map(load, chunks[0]) if chunks else None
-        for n in range(len(chunks)):
-            items = [(i, x) for i, x in pending if x is not None]
-            pending = pool.map(load, chunks[n + 1]) if n + 1 < len(chunks) else None
-            if items:
-                feats = classifier.infer(np.stack([x for _, x in items]))[1].astype(np.float32)
-                for (i, _), v in zip(items, feats):
-                    found[i] = v
-                    tmp = folder / f".{keys[i]}.tmp.npy"
-                    np.save(tmp, v)
-                    tmp.replace(folder / f"{keys[i]}.npy")
+        for indices, x, _ in iterate_batches(dataset, todo, batch_size, pool, 0, skipped,
+                                             with_indices=True):
+            for i, v in zip(indices, classifier.infer(x)[1].astype(np.float32)):
+                found[i] = v
+                tmp = folder / f".{keys[i]}.tmp.npy"
+                np.save(tmp, v)
+                tmp.replace(folder / f"{keys[i]}.npy")
             if task is not None:
-                progress.advance(task, len(chunks[n]))
+                progress.advance(task, len(indices))
     order = sorted(found)
     if not order:
         return np.zeros((0, 0), np.float32), np.zeros(0, int)
