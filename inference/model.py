@@ -136,7 +136,9 @@ def _load_dir(path: Path, ctx, runtime: str = "auto", precision: str = "auto") -
     card = (ModelCard.model_validate_json(card_file.read_text()) if card_file.is_file()
             else ModelCard(version=f"{path.name}-seed"))
     try:
-        net = load_runtime(path, runtime, precision, ctx, tie_margin=card.tie_margin)
+        s = card.input
+        net = load_runtime(path, runtime, precision, ctx, tie_margin=card.tie_margin,
+                           input_shape=(1, 3, s.frames, s.crop, s.crop))
     except ValueError as exc:  # an unknown runtime/precision name
         raise ModelUnavailable(str(exc)) from None
     return Classifier(net, card, classes)

@@ -170,7 +170,8 @@ class OpenVINORuntime(Runtime):
 
     name = "openvino"
 
-    def __init__(self, model_dir: Path, precision: str = "bf16"):
+    def __init__(self, model_dir: Path, precision: str, input_shape: tuple[int, ...]):
+        """``input_shape``: (1, 3, T, H, W) of the model card's clip; any batch size is served."""
         import openvino as ov
         import torch
 
@@ -181,9 +182,7 @@ class OpenVINORuntime(Runtime):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"openvino precision must be fp32 or bf16, not {precision!r}")
         self.precision = precision
-        spec = json.loads((Path(model_dir) / "model.json").read_text()).get("input", {}) \
-            if (Path(model_dir) / "model.json").is_file() else {}
-        shape = (1, 3, spec.get("frames", 32), spec.get("crop", 224), spec.get("crop", 224))
+        shape = tuple(input_shape)
         core = ov.Core()
         cache = cache_home() / "openvino"
         core.set_property({"CACHE_DIR": str(cache)})
@@ -290,8 +289,10 @@ def _torch_available() -> bool:
 
 
 def load_runtime(model_dir: Path, runtime: str = "auto", precision: str = "auto",
-                 ctx=None, tie_margin: float = 0.0) -> Runtime:
-    """``tie_margin`` > 0: bf16/int8 close calls are settled in fp32 (``TieChecked``)."""
+                 ctx=None, tie_margin: float = 0.0,
+                 input_shape: tuple[int, ...] | None = None) -> Runtime:
+    """``tie_margin`` > 0: bf16/int8 close calls are settled in fp32 (``TieChecked``);
+    ``input_shape``: the model card's clip, which OpenVINO converts the graph for."""
     gpu = ctx is not None and getattr(ctx, "device_type", "cpu") == "gpu"
     if runtime == "auto" and ctx is None and _nvidia_device_present():
         gpu = pick_mxnet_context().device_type == "gpu"
@@ -303,8 +304,17 @@ def load_runtime(model_dir: Path, runtime: str = "auto", precision: str = "auto"
     runtime, precision = resolve(runtime, precision, gpu)
     if runtime == "mxnet":
         return MXNetRuntime(model_dir, ctx)
-    kind = OpenVINORuntime if runtime == "openvino" else TorchRuntime
-    fast = kind(model_dir, precision)
+    if runtime == "openvino":
+        if input_shape is None:
+            raise ValueError("the openvino runtime converts the graph for one clip shape: "
+                             "pass input_shape")
+
+        def make(p: str) -> Runtime:
+            return OpenVINORuntime(model_dir, p, input_shape)
+    else:
+        def make(p: str) -> Runtime:
+            return TorchRuntime(model_dir, p)
+    fast = make(precision)
     if tie_margin > 0 and precision != "fp32":
-        return TieChecked(fast, kind(model_dir, "fp32"), tie_margin)
+        return TieChecked(fast, make("fp32"), tie_margin)
     return fast
