@@ -20,7 +20,7 @@ from clipwatch.registry import RegistryError, download, extract
 
 from . import inception_i3d
 from .catalogue import CATALOGUE, PublishedModel, fetched_dir, is_model_dir
-from .model import ModelCard, save_model_dir
+from .model import InputSpec, ModelCard, save_model_dir
 
 # Bumped when what the converter writes changes (the weights, and so the model version, do not):
 # an older conversion in the cache is redone. 2: the input contract's ``fps``.
@@ -54,8 +54,6 @@ def fetch(name: str, out: str | Path | None = None, force: bool = False,
 
 def convert_kinetics_i3d(checkpoint: Path, out: Path, entry: PublishedModel) -> Path:
     """DeepMind's checkpoint → an exported MXNet model directory (``inference.inception_i3d``)."""
-    from .model import InputSpec
-
     classes = kinetics400_classes()
     tree = inception_i3d.read_checkpoint(checkpoint)
     weights = inception_i3d.folded_weights(tree, len(classes))

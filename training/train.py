@@ -74,14 +74,20 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
+def base_card(base: str) -> ModelCard | None:
+    """The model card of a base that has one (a model directory, a fetched catalogue name)."""
+    path = base_dir(base)
+    if path is None or not (path / "model.json").is_file():
+        return None
+    return ModelCard.model_validate_json((path / "model.json").read_text())
+
+
 def default_spec(base: str) -> InputSpec:
     """The input the base network was made for: its model card's, when it has one."""
     if base == TINY:
         return TINY_INPUT
-    path = base_dir(base)
-    if path is not None and (path / "model.json").is_file():
-        return ModelCard.model_validate_json((path / "model.json").read_text()).input
-    return InputSpec()
+    card = base_card(base)
+    return card.input if card is not None else InputSpec()
 
 
 FROZEN_HEAD_DEFAULTS = {"epochs": 300, "lr": 1e-2, "patience": 60}
@@ -250,10 +256,11 @@ def train_head(cfg: TrainConfig, ctx, classes: list[str], train_records, val_rec
 
 
 def export(net, cfg: TrainConfig, state: TrainState, skipped: dict[str, str]) -> Path:
-    arch = TINY if cfg.base == TINY else "i3d_resnet50_v1_custom"
-    path = base_dir(cfg.base)
-    if path is not None and (path / "model.json").is_file():
-        arch = ModelCard.model_validate_json((path / "model.json").read_text()).architecture
+    base = base_card(cfg.base)  # None for i3d_tiny and model-zoo names
+    if base is not None:
+        arch = base.architecture
+    else:
+        arch = TINY if cfg.base == TINY else "i3d_resnet50_v1_custom"
     version = cfg.version or f"{Path(cfg.out).name}-e{state.best_epoch}"
     card = ModelCard(architecture=arch, version=version, input=cfg.spec, metrics={
         "val_top1": state.best_top1, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
