@@ -45,6 +45,8 @@ def render_clips(out: Path, clips_per_class: int, seed: int) -> Path:
 
 def reference_predictions(data: Path, model_dir: Path) -> tuple[list[int], list[int]]:
     """Top-1 of the fp32 GluonCV/MXNet path, and the true labels (``data/all.txt``)."""
+    from clipwatch.footage import probe
+    from inference.decode import scaled_size
     from inference.gluoncv_compat import import_gluoncv
     from inference.model import load_classifier
 
@@ -52,14 +54,11 @@ def reference_predictions(data: Path, model_dir: Path) -> tuple[list[int], list[
     from gluoncv.data import VideoClsCustom
     from gluoncv.data.transforms.video import VideoGroupValTransform
 
-    from inference.decode import scaled_size
-
     classifier = load_classifier(model_dir, runtime="mxnet")
     s = classifier.card.input
-    first = data / (data / "all.txt").read_text().split()[0]
-    from clipwatch.footage import probe
-
-    width, height = scaled_size(*(lambda i: (i["width"], i["height"]))(probe(first)), s.resize)
+    # GluonCV's loader takes a width and height; a short-side resize needs the clips' size
+    clip = probe(data / (data / "all.txt").read_text().split()[0])
+    width, height = scaled_size(clip["width"], clip["height"], s.resize)
     dataset = VideoClsCustom(
         root=str(data), setting=str(data / "all.txt"), train=False, new_length=s.frames,
         new_step=s.stride, new_width=width, new_height=height, target_width=s.crop,

@@ -88,14 +88,17 @@ def probe(path: Path) -> dict:
             "fps": float(num) / float(den or 1), "duration": float(info["format"]["duration"])}
 
 
+def _fill(size: tuple[int, int]) -> str:
+    """ffmpeg filters that fill a frame of ``size`` (cropping what overflows), as a broadcast
+    rescale would."""
+    w, h = size
+    return f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1"
+
+
 def _h264(fps: float, size: tuple[int, int] | None) -> list[str]:
     """Live-encoder settings: a keyframe every 2 s and none elsewhere, yuv420p."""
     gop = max(1, round(2 * fps))
-    scale = []
-    if size:  # fill the frame (crop what overflows), as a broadcast rescale would
-        w, h = size
-        scale = ["-vf", f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1"]
-    return scale + ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", str(gop),
+    return (["-vf", _fill(size)] if size else []) + ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", str(gop),
                     "-keyint_min", str(gop), "-sc_threshold", "0", "-an"]
 
 
@@ -117,12 +120,10 @@ def write_live_stream(out_dir: Path, names: list[str] | None = None,
     names = list(names or DEMO_STREAM)
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs, chains, starts, t = [], [], [], 0.0
-    w, h = size
     for i, name in enumerate(names):
         src = clip(name)
         inputs += (["-re"] if realtime else []) + ["-i", str(src)]
-        chains.append(f"[{i}:v]scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
-                      f"setsar=1,fps=25,format=yuv420p[v{i}]")
+        chains.append(f"[{i}:v]{_fill(size)},fps=25,format=yuv420p[v{i}]")
         starts.append(t)
         t += probe(src)["duration"]
     graph = ";".join(chains) + ";" + "".join(f"[v{i}]" for i in range(len(names))) + \

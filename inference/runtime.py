@@ -240,8 +240,10 @@ class TieChecked(Runtime):
         from clipwatch import metrics
 
         logits, features = self.fast.forward(batch)
-        top2 = np.sort(logits, axis=1)[:, -2:] if logits.shape[1] > 1 else None
-        close = np.flatnonzero(top2[:, 1] - top2[:, 0] < self.margin) if top2 is not None else []
+        if logits.shape[1] < 2:
+            return logits, features
+        top2 = np.sort(logits, axis=1)[:, -2:]
+        close = np.flatnonzero(top2[:, 1] - top2[:, 0] < self.margin)
         if len(close):
             metrics.TIE_RECHECKS.inc(len(close))
             exact_logits, exact_features = self.exact.forward(batch[close])
