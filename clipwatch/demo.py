@@ -106,7 +106,7 @@ class _StreamRun:
     prediction; rows collect what the live table shows."""
 
     def __init__(self, out_dir: Path, name: str, endpoint, bus_url: str):
-        from streaming.bus import open_bus
+        from streaming.buses import open_bus
         from streaming.clients import InProcessClient
         from streaming.events import Topics
         from streaming.follower import Follower

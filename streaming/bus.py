@@ -2,7 +2,7 @@
 
 Workers and followers see only ``Bus.publish`` and a ``Subscription``'s poll / commit / retry,
 so the same worker code runs in one process on a laptop and across machines over Kafka
-(``kafka_bus.KafkaBus``).
+(``kafka_bus.KafkaBus``); ``buses.open_bus`` picks one from a URL.
 """
 
 from __future__ import annotations
@@ -118,14 +118,3 @@ class _InProcessSubscription:
 
     def close(self) -> None:
         self.closed = True
-
-
-def open_bus(url: str) -> Bus:
-    """``memory`` (in-process, the embedded default) or ``kafka://host:port[,host:port]``."""
-    if url in ("memory", "memory://"):
-        return InProcessBus()
-    if url.startswith("kafka://"):
-        from .kafka_bus import KafkaBus
-
-        return KafkaBus(url)
-    raise ValueError(f"unknown bus {url!r}: use memory or kafka://host:port")

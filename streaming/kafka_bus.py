@@ -1,4 +1,5 @@
 """The bus over Kafka (kafka-python): keyed by stream id, consumer groups, manual commits.
+Plaintext, TLS or MSK IAM by the URL's scheme (``kafka_connection``).
 
 Timeouts are tuned for a group that should react in seconds, not the client's defaults (a new
 group's first record took ~23 s with them, ~3 s with these): a worker that dies is noticed
@@ -11,6 +12,7 @@ import logging
 import time
 
 from .bus import Message
+from .kafka_connection import KafkaConnection
 
 log = logging.getLogger("clipwatch.kafka")
 
@@ -22,21 +24,13 @@ RECONNECT_BACKOFF_MAX_MS = 1000
 MAX_POLL_INTERVAL_MS = 600_000
 
 
-def bootstrap_servers(url: str) -> list[str]:
-    """``kafka://host:port[,host:port…]`` (or a bare host:port list) → bootstrap servers."""
-    servers = url.removeprefix("kafka://").strip("/")
-    if not servers:
-        raise ValueError(f"no broker address in {url!r}: use kafka://host:port")
-    return servers.split(",")
-
-
 class KafkaBus:
     def __init__(self, url: str, client_id: str = "clipwatch"):
         from kafka import KafkaProducer
 
-        self.servers, self.client_id = bootstrap_servers(url), client_id
+        self.connection, self.client_id = KafkaConnection.from_url(url), client_id
         self._producer = KafkaProducer(
-            bootstrap_servers=self.servers, client_id=client_id, acks="all", linger_ms=0,
+            **self.connection.client_config(), client_id=client_id, acks="all", linger_ms=0,
             retries=2**31 - 1, reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             delivery_timeout_ms=120_000, request_timeout_ms=30_000)
 
@@ -47,7 +41,7 @@ class KafkaBus:
         from kafka.admin import NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
-        admin = KafkaAdminClient(bootstrap_servers=self.servers, client_id=self.client_id)
+        admin = KafkaAdminClient(**self.connection.client_config(), client_id=self.client_id)
         try:
             existing = set(admin.list_topics())
             missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
@@ -63,19 +57,19 @@ class KafkaBus:
         self._producer.send(topic, key=key.encode(), value=value).get(timeout=130)
 
     def subscribe(self, topics: list[str], group: str) -> "KafkaSubscription":
-        return KafkaSubscription(self.servers, list(topics), group, self.client_id)
+        return KafkaSubscription(self.connection, list(topics), group, self.client_id)
 
     def close(self) -> None:
         self._producer.close(timeout=10)
 
 
 class KafkaSubscription:
-    def __init__(self, servers: list[str], topics: list[str], group: str, client_id: str):
+    def __init__(self, connection: KafkaConnection, topics: list[str], group: str, client_id: str):
         from kafka import KafkaConsumer
 
         self.group = group
         self.consumer = KafkaConsumer(
-            bootstrap_servers=servers, client_id=client_id, group_id=group,
+            **connection.client_config(), client_id=client_id, group_id=group,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=1,
             session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             metadata_max_age_ms=METADATA_MAX_AGE_MS, max_poll_interval_ms=MAX_POLL_INTERVAL_MS,

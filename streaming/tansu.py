@@ -21,11 +21,13 @@ def binary() -> Path:
 
 class Tansu:
     """One broker process on loopback. ``storage`` is tansu's engine URL: ``memory://tansu/``
-    (default) or ``s3://bucket/`` (survives a broker restart; AWS_ENDPOINT etc. in ``env``)."""
+    (default) or ``s3://bucket/`` (survives a broker restart; AWS_ENDPOINT etc. in ``env``).
+    ``advertised``: the host:port clients are told to connect to, when something (a TLS
+    terminator) stands in front of the broker."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", storage: str = "memory://tansu/",
-                 env: dict | None = None, log_file: Path | None = None):
-        self.host, self.port, self.storage = host, port, storage
+                 env: dict | None = None, log_file: Path | None = None, advertised: str | None = None):
+        self.host, self.port, self.storage, self.advertised = host, port, storage, advertised
         self.env, self.log_file = env, log_file
         self.proc: subprocess.Popen | None = None
 
@@ -38,7 +40,7 @@ class Tansu:
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [str(binary()), "broker", "--listener-url", listener, "--advertised-listener-url",
-             listener, "--storage-engine", self.storage],
+             f"tcp://{self.advertised}" if self.advertised else listener, "--storage-engine", self.storage],
             stdout=log, stderr=log, env={**os.environ, **(self.env or {})})
         deadline = time.monotonic() + timeout_s
         while True:

@@ -176,3 +176,34 @@ def test_kafka_is_optional(template):
              or n.startswith("Kafka")]
     assert kafka and all(template["Resources"][n].get("Condition") == "CreateKafka" for n in kafka)
     assert template["Parameters"]["EnableKafka"]["Default"] == "false"
+
+
+def test_the_kafka_policy_covers_exactly_the_topics_and_group_the_code_uses(template):
+    """MSK IAM authorises per topic: the workers' policy must name every topic the follower,
+    bridge and workers use (streaming.events.Topics, derived from the same prefix) and the
+    workers' default consumer group; the bus must speak MSK IAM to the cluster it creates."""
+    import fnmatch
+    import inspect
+
+    from streaming.events import Topics
+    from streaming.kafka_connection import SCHEMES
+    from streaming.worker import Worker
+
+    policy = template["Resources"]["KafkaWorkerPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    prefix = template["Parameters"]["KafkaTopicPrefix"]["Default"]
+
+    def arns(statement) -> list[str]:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        return [r["Fn::Sub"][0] for r in resources if "Fn::Sub" in r]
+
+    topic_st = next(st for st in policy if "kafka-cluster:WriteData" in st["Action"])
+    named = {a.rsplit("/", 1)[1].replace("${KafkaTopicPrefix}", prefix) for a in arns(topic_st)}
+    assert named == set(Topics.with_prefix(prefix).all())
+    assert {"kafka-cluster:ReadData", "kafka-cluster:CreateTopic", "kafka-cluster:DescribeTopic"} <= set(topic_st["Action"])
+    group_st = next(st for st in policy if "kafka-cluster:AlterGroup" in st["Action"])
+    default_group = inspect.signature(Worker).parameters["group"].default
+    assert all(fnmatch.fnmatch(default_group, a.rsplit("/", 1)[1]) for a in arns(group_st))
+    cluster_st = next(st for st in policy if "kafka-cluster:Connect" in st["Action"])
+    assert "kafka-cluster:WriteDataIdempotently" in cluster_st["Action"]  # kafka-python 3 producers
+    cluster = template["Resources"]["KafkaCluster"]["Properties"]
+    assert cluster["ClientAuthentication"]["Sasl"]["Iam"]["Enabled"] is True and SCHEMES["kafka+iam"] == "SASL_SSL"

@@ -62,7 +62,7 @@ def _watch(args) -> int:
     from pathlib import Path
 
     from clipwatch.errors import ModelUnavailable
-    from streaming.bus import open_bus
+    from streaming.buses import open_bus
     from streaming.events import Topics
     from streaming.follower import Follower
     from streaming.sinks import open_sink
@@ -120,11 +120,11 @@ def _watch(args) -> int:
 
 
 def _worker(args) -> int:
-    from streaming.bus import open_bus
+    from streaming.buses import KAFKA_SCHEMES, open_bus
     from streaming.events import Topics
     from streaming.worker import Backoff, Worker
 
-    if not args.bus.startswith("kafka://"):
+    if not args.bus.startswith(KAFKA_SCHEMES):
         print("clipwatch worker: workers share segments over Kafka: --bus kafka://host:port "
               "(the embedded bus runs inside `clipwatch watch`)", file=sys.stderr)
         return 2
@@ -138,7 +138,11 @@ def _worker(args) -> int:
         return 2
 
     topics = Topics.with_prefix(args.topic_prefix)
-    bus = open_bus(args.bus)
+    try:
+        bus = open_bus(args.bus)
+    except ValueError as exc:
+        print(f"clipwatch worker: {exc}", file=sys.stderr)
+        return 2
     bus.ensure_topics(topics.all(), partitions=args.partitions)
     _serve_metrics(args.metrics_port)
     _start_review_probe(store, stop)
@@ -150,11 +154,15 @@ def _worker(args) -> int:
 
 def _bridge(args) -> int:
     from streaming.bridge import S3EventBridge
-    from streaming.bus import open_bus
+    from streaming.buses import open_bus
     from streaming.events import Topics
 
     topics = Topics.with_prefix(args.topic_prefix)
-    bus = open_bus(args.bus)
+    try:
+        bus = open_bus(args.bus)
+    except ValueError as exc:
+        print(f"clipwatch bridge: {exc}", file=sys.stderr)
+        return 2
     bus.ensure_topics(topics.all(), partitions=args.partitions)
     stop = _stop_on_signals()
     _serve_metrics(args.metrics_port)
@@ -174,7 +182,9 @@ def _broker(args) -> int:
 
 def _bus_options(p, default_bus: str | None) -> None:
     p.add_argument("--bus", default=default_bus, required=default_bus is None,
-                   help="kafka://host:port[,host:port]" + (" or memory (default: in-process)" if default_bus else ""))
+                   help="kafka://host:port[,host:port] (plaintext), kafka+tls://host:port[?cafile=ca.pem] or "
+                        "kafka+iam://host:port[?region=…] (Amazon MSK IAM: TLS + SASL OAUTHBEARER)"
+                        + (" or memory (default: in-process)" if default_bus else ""))
     p.add_argument("--topic-prefix", default="clipwatch", help="topics <prefix>.segments, .predictions, "
                    ".review-tasks, .dead-letter (default clipwatch)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of topics this creates (default 4)")
