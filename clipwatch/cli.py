@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "clipwatch.commands.review",
     "clipwatch.commands.loadtest",
     "clipwatch.commands.stack",
+    "clipwatch.commands.package",
 )
 
 

@@ -107,19 +107,20 @@ def _kept_in_fp32(graph) -> list[str]:
 
 
 def save(module, model_dir: Path, record: Int8Record) -> Path:
-    """Write ``model-int8.pt`` and record it in ``model.json``."""
-    import torch
+    """Write ``model-int8.pt`` and record it in ``model.json`` (edited as JSON, so this module
+    needs nothing of ``inference.model``, which imports it; a seed directory without a card
+    gets one holding its version and the record)."""
+    import json
 
-    from .model import ModelCard
+    import torch
 
     model_dir = Path(model_dir)
     path = model_dir / record.file
     torch.jit.save(module, str(path))
     card_file = model_dir / "model.json"
-    card = (ModelCard.model_validate_json(card_file.read_text()) if card_file.is_file()
-            else ModelCard(version=f"{model_dir.name}-seed"))
-    card.int8 = record
-    card_file.write_text(card.model_dump_json(indent=2) + "\n")
+    card = json.loads(card_file.read_text()) if card_file.is_file() else {"version": f"{model_dir.name}-seed"}
+    card["int8"] = record.model_dump(mode="json")
+    card_file.write_text(json.dumps(card, indent=2) + "\n")
     return path
 
 

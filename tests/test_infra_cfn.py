@@ -167,8 +167,6 @@ def test_the_trigger_is_the_lambda_handler_in_the_code(template):
     bucket = resources(template, "AWS::S3::Bucket")["SegmentBucket"]["Properties"]
     rule = bucket["NotificationConfiguration"]["QueueConfigurations"][0]["Filter"]["S3Key"]["Rules"][0]
     assert rule == {"Name": "suffix", "Value": ".ts"}
-    entry = template["Parameters"]["EntryPoint"]["Default"]
-    assert (ROOT / entry).is_file()  # the SageMaker entry script of AWS's MXNet container mode
 
 
 def test_kafka_is_optional(template):

@@ -117,15 +117,15 @@ class NotInImage:
         if name.split(".")[0] in blocked:
             raise ModuleNotFoundError(f"No module named {name!r} (not installed in the image)", name=name)
 sys.meta_path.insert(0, NotInImage())
+import urllib.request
 import uvicorn
 import clipwatch.commands.serving
 from clipwatch.config import Settings
-from inference.server import build_app
-from inference import sagemaker_entry as entry
-build_app(sys.argv[2], Settings())
-endpoint = entry.model_fn(sys.argv[2])
-request = entry.input_fn(json.dumps({"uri": sys.argv[3]}), "application/json")
-body, _ = entry.output_fn(entry.predict_fn(request, endpoint), "application/json")
+from inference.server import BackgroundServer, build_app
+with BackgroundServer(build_app(sys.argv[2], Settings.from_env())) as server:
+    request = urllib.request.Request(f"{server.url}/invocations", data=json.dumps({"uri": sys.argv[3]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    body = urllib.request.urlopen(request, timeout=120).read()
 print(json.dumps({"label": json.loads(body)["label"], "blocked": sorted(blocked)}))
 """
 

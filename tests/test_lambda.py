@@ -133,3 +133,38 @@ def test_throttling_is_retried_with_backoff(monkeypatch):
         stub.add_client_error("invoke_endpoint", service_error_code="ModelError", http_status_code=424)
         with pytest.raises(Exception, match="ModelError"):
             lambda_handler.invoke("b", "k.ts", deadline=float("inf"))
+
+
+RUN_FROM_ZIP = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+NOT_IN_LAMBDA = {"clipwatch", "streaming", "training", "review", "loadtest", "numpy", "mxnet", "torch"}
+class NotInLambda:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in NOT_IN_LAMBDA:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the Lambda zip)", name=name)
+sys.meta_path.insert(0, NotInLambda())
+module, function = sys.argv[2].rsplit(".", 1)
+handler = __import__(module, fromlist=[function])
+assert handler.__file__.startswith(sys.argv[1]), handler.__file__
+print(json.dumps(getattr(handler, function)(json.loads(sys.argv[3]))))
+"""
+
+
+def test_the_packaged_lambda_zip_runs_the_trigger_on_its_own(env, bucket, tmp_path):
+    """`clipwatch package lambda` → the zip the stack deploys, imported the way Lambda does (the
+    zip on the path, nothing else of the project importable) → the endpoint → DynamoDB."""
+    import os
+
+    from clipwatch import packaging
+
+    bundle = packaging.lambda_zip(tmp_path / "clipwatch-trigger.zip")
+    event = {"Records": [{"eventSource": "aws:sqs", "messageId": "m1",
+                          "body": json.dumps({"Records": [s3_record(bucket, "zip/seg_00031.ts")]})}]}
+    boto3.client("s3").copy_object(Bucket=bucket, Key="zip/seg_00031.ts",
+                                   CopySource={"Bucket": bucket, "Key": "live/live_00001.ts"})
+    proc = subprocess.run([sys.executable, "-c", RUN_FROM_ZIP, str(bundle), packaging.HANDLER, json.dumps(event)],
+                          capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"batchItemFailures": [], "invoked": 1}
+    assert env.get_prediction(f"s3://{bucket}/zip", 31) is not None

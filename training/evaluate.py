@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from inference.model import ModelCard, load_classifier
+from inference.model_archive import write_model_archive
 from inference.predictor import softmax
 
 from .calibration import ece, fit_temperature, reliability
 from .datasets import ClipDataset, DatasetError, dataset_logits, load_split
 from .metrics import summarize
 from .plots import plot_confusion, plot_reliability
-from .train import package_model
 
 
 def evaluate(model_dir: Path, data: Path, split: str = "test", calibration_split: str = "val",
@@ -72,4 +72,4 @@ def _store_calibration(model_dir: Path, result: dict) -> None:
         "split", "clips", "top1", "top5", "temperature", "ece_before", "ece_after", "calibrated_on")}
     card_file.write_text(card.model_dump_json(indent=2) + "\n")
     if (model_dir / "model.tar.gz").is_file():
-        package_model(model_dir)  # the SageMaker archive carries the calibrated model.json
+        write_model_archive(model_dir)  # the SageMaker archive carries the calibrated model.json

@@ -16,10 +16,10 @@ import numpy as np
 from clipwatch.records import utc_now
 from inference import quantize
 from inference.model import Classifier, load_classifier
+from inference.model_archive import write_model_archive
 from inference.runtime import TorchRuntime
 
 from .datasets import ClipDataset, DatasetError, dataset_logits, iterate_batches, load_split
-from .train import package_model
 
 
 def spread_over_classes(labels: list[int], count: int) -> list[int]:
@@ -68,7 +68,7 @@ def calibrate_int8(model_dir: Path, data: Path, calibration_split: str = "train"
     accepted = record.agreement >= quantize.MIN_AGREEMENT
     if accepted or force:
         quantize.save(module, model_dir, record)
-        package_model(model_dir)
+        write_model_archive(model_dir)
     return {"model": str(model_dir), "saved": accepted or force, "accepted": accepted,
             "int8": record.model_dump(), "check_split": check_split,
             "fp32_top1": round(float(np.mean(reference.argmax(1) == labels)), 4),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 
 from inference.catalogue import CATALOGUE
 from inference.model import InputSpec, ModelCard, save_model_dir
-from inference.quantize import INT8_FILE
+from inference.model_archive import write_model_archive
 
 from .datasets import ClipDataset, dataset_logits, iterate_batches, load_split, read_flip_map
 from .network import TINY, base_dir, features_of, with_new_classifier
@@ -266,19 +265,8 @@ def export(net, cfg: TrainConfig, state: TrainState, skipped: dict[str, str]) ->
         "val_top1": state.best_top1, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
         "history": state.history, "skipped_clips": skipped, "base": str(cfg.base)})
     save_model_dir(net, cfg.out, state.classes, card)
-    package_model(Path(cfg.out))
+    write_model_archive(Path(cfg.out))
     return Path(cfg.out)
-
-
-def package_model(model_dir: Path) -> Path:
-    """``model.tar.gz`` for SageMaker: the model directory's files at the archive's root."""
-    out = model_dir / "model.tar.gz"
-    with tarfile.open(out, "w:gz") as tar:
-        for name in ("model-symbol.json", "model-0000.params", "classes.txt", "model.json"):
-            tar.add(model_dir / name, arcname=name)
-        if (model_dir / INT8_FILE).is_file():  # `clipwatch quantize`'s module
-            tar.add(model_dir / INT8_FILE, arcname=INT8_FILE)
-    return out
 
 
 def _lr(cfg: TrainConfig, epoch: float) -> float:
