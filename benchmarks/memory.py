@@ -32,7 +32,7 @@ from clipwatch.testmedia import render_segment
 from harness import BUCKET, ServerProcess, console, invoke, progress, runtime_client
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "models" / "demo"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "memory.json"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "benchmarks" / "memory.json"  # untracked
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 

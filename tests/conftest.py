@@ -138,3 +138,37 @@ def demo_classifier():
     from inference.model import load_classifier
 
     return load_classifier(Path(__file__).resolve().parents[1] / "models" / "demo")
+
+
+# --- the suite leaves the checkout as it found it -------------------------------------------------
+
+def _tracked_changes() -> dict[str, str] | None:
+    """Tracked files that differ from HEAD, with their content hash (None outside a git checkout)."""
+    import hashlib
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        names = subprocess.run(["git", "diff", "--name-only", "HEAD"], cwd=root, capture_output=True,
+                               text=True, check=True, timeout=60).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {n: hashlib.sha256((root / n).read_bytes()).hexdigest() if (root / n).is_file() else "deleted"
+            for n in names}
+
+
+def pytest_sessionstart(session):
+    session.config._tracked_before = _tracked_changes()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A test that rewrites a tracked file (a README picture, a benchmark result) fails the run:
+    outputs go to temporary folders; pictures have their own command (`make screenshots`)."""
+    before, after = getattr(session.config, "_tracked_before", None), _tracked_changes()
+    if before is None or after is None or hasattr(session.config, "workerinput"):
+        return
+    changed = sorted(n for n in set(before) | set(after) if before.get(n) != after.get(n))
+    if changed:
+        session.config.get_terminal_writer().line(
+            f"the test run modified tracked files: {', '.join(changed)}", red=True)
+        session.exitstatus = 1

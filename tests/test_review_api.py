@@ -99,6 +99,32 @@ def test_cookie_writes_need_the_csrf_token(review_env):
     assert r.status_code == 200 and r.json()["task"]["lease_owner"] == "alice"
 
 
+def test_every_write_route_refuses_a_cookie_without_the_csrf_token(review_env):
+    """Every state-changing route the app has (found from its routes, so a new one is covered
+    the day it is added), called with a valid session cookie but no or a wrong CSRF token, is
+    refused with 401 and changes nothing. /login has its own cross-site check; /logout is a
+    plain form that only ends the caller's own session."""
+    app = review_env["app"]
+    writes = sorted(r.path for r in app.routes if "POST" in getattr(r, "methods", set())
+                    and r.path not in ("/login", "/logout"))
+    assert writes == ["/api/next", "/api/tasks/{ref}/audit", "/api/tasks/{ref}/lease",
+                      "/api/tasks/{ref}/skip", "/api/tasks/{ref}/submit"]
+    store = review_env["store"]
+    ref = task_ref(store.review_tasks()[0].task_id)
+    before = {t.task_id: t.model_dump() for status in ("pending", "reviewed", "audited")
+              for t in store.review_tasks(status)}
+    c, csrf = browser_session(review_env, "dave")  # an admin: every role check would pass
+    for path in writes:
+        url = path.replace("{ref}", ref)
+        body = labels() if path.endswith("/submit") else {"decision": "approve"} if path.endswith("/audit") else None
+        for headers in ({}, {"X-CSRF-Token": "wrong"}, {"X-CSRF-Token": csrf[:-1]}):
+            r = c.post(url, json=body, headers=headers)
+            assert r.status_code == 401 and "CSRF" in r.json()["error"]["message"], (path, headers, r.text)
+    after = {t.task_id: t.model_dump() for status in ("pending", "reviewed", "audited")
+             for t in store.review_tasks(status)}
+    assert after == before and store.audits(store.review_tasks()[0].task_id) == []
+
+
 def test_user_text_is_escaped_in_pages(review_env):
     name = '<img src=x onerror=alert(1)>'
     token = UsersFile.add(review_env["users_file"], name, "reviewer")
