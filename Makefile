@@ -49,10 +49,16 @@ ui:
 	cd review/ui && npm ci --no-audit --no-fund && npm run build
 	cat $(UI_SOURCES) | sha256sum | cut -d' ' -f1 > $(UI_HASH)
 
+# The lock pins PyTorch's CPU build (torch==…+cpu), which PyPI does not carry: found through
+# pip's configured indexes and find-links where there are some, else from PyTorch's CPU index.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(STAMP): requirements.lock pyproject.toml
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q -r requirements.lock \
+	  || { echo "retrying with PyTorch's CPU index ($(TORCH_INDEX)) for the +cpu torch build"; \
+	       $(PY) -m pip install -q --extra-index-url $(TORCH_INDEX) -r requirements.lock; }
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

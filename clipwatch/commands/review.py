@@ -133,7 +133,7 @@ def register(sub) -> None:
                     "val.txt, classes.txt and media/. Free text is PII-redacted unless --no-redact.",
         epilog="example:\n  clipwatch export --format labelstudio --store sqlite:///preds.db --out ls/\n"
                "  clipwatch export --format training --store sqlite:///preds.db --out data/reviewed "
-               "--allow-dir /data/hls && clipwatch train --data data/reviewed --base models/demo")
+               "--allow-dir /data/hls && clipwatch train --data data/reviewed --base models/demo --out models/reviewed")
     _common(exp)
     exp.add_argument("--format", required=True, choices=["groundtruth", "labelstudio", "training"])
     exp.add_argument("--out", required=True, help="output folder")
