@@ -8,13 +8,13 @@ import pytest
                                      "watch", "worker", "bridge", "broker", "model"])
 def test_every_command_has_help_with_an_example(command):
     out = subprocess.run([sys.executable, "-m", "clipwatch.cli", command, "--help"],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, timeout=300).stdout
     assert "example:" in out and f"clipwatch {command}" in out
 
 
 def test_serve_without_a_model_says_what_is_missing(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "clipwatch.cli", "serve", "--model", str(tmp_path / "m")],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert f"no model directory at {tmp_path / 'm'}" in proc.stderr
 

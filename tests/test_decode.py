@@ -13,7 +13,8 @@ from inference.sampling import ClipSampler
 def ffmpeg_frames(path, width, height) -> np.ndarray:
     """Ground truth: every frame, in order, as ffmpeg itself decodes it."""
     raw = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(path), "-fps_mode", "passthrough",
-                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True,
+                         timeout=300).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
 
 
@@ -89,7 +90,7 @@ def test_pyav_reads_mp4_too(tmp_path):
     # Training clips are MP4 (length-prefixed NAL units, not TS start codes).
     ts = render_segment(tmp_path / "s.ts", seconds=3, size=(320, 240), gop=30, seed=2, audio=False)
     mp4 = tmp_path / "s.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(ts), "-c", "copy", str(mp4)], check=True)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(ts), "-c", "copy", str(mp4)], check=True, timeout=300)
     truth = ffmpeg_frames(mp4, 320, 240)
     video = PyAVVideo(mp4.read_bytes())
     assert video.num_frames == len(truth) == 90 and video.keyframes() == [0, 30, 60]

@@ -134,14 +134,15 @@ def test_export_command(reviewed, tmp_path):
     base = [sys.executable, "-m", "clipwatch.cli", "export", "--store", f"sqlite:///{env['tmp']}/review.db",
             "--labels", str(labels_file)]
     ok = subprocess.run(base + ["--format", "training", "--out", str(tmp_path / "ds"), "--allow-dir",
-                                str(env["media"]["dir"])], capture_output=True, text=True)
+                                str(env["media"]["dir"])], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout.splitlines()[-1])["format"] == "training"
     refused = subprocess.run(base + ["--format", "training", "--out", str(tmp_path / "ds2")],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1 and "outside the allowed folders" in refused.stderr
     no_labels = subprocess.run(base[:-2] + ["--labels", str(tmp_path / "nope.txt"), "--format", "groundtruth",
-                                            "--out", str(tmp_path / "gt")], capture_output=True, text=True)
+                                            "--out", str(tmp_path / "gt")], capture_output=True, text=True,
+                               timeout=300)
     assert no_labels.returncode == 2 and "nope.txt: no label list" in no_labels.stderr
 
 

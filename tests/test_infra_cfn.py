@@ -28,7 +28,7 @@ def resources(template, kind):
 def test_cfn_lint_is_clean_including_informational_checks():
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     proc = subprocess.run([str(cfn_lint), "--include-checks", "I", "--", str(TEMPLATE)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

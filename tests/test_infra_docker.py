@@ -12,8 +12,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "infra" / "docker" / "Dockerfile"
 
@@ -138,7 +136,8 @@ def test_the_image_installs_everything_the_serving_path_needs(tiny_model_dir, tm
     env = {**__import__("os").environ, "CLIPWATCH_ALLOWED_DIRS": str(tmp_path),
            "CLIPWATCH_STORE": f"sqlite:///{tmp_path / 'p.db'}"}
     proc = subprocess.run([sys.executable, "-c", SERVE_WITH_IMAGE_PACKAGES_ONLY, json.dumps(allowed),
-                           str(tiny_model_dir), str(segment)], capture_output=True, text=True, cwd=ROOT, env=env)
+                           str(tiny_model_dir), str(segment)], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["label"]

@@ -19,6 +19,8 @@ from clipwatch.records import Prediction
 from streaming.events import DeadLetter, SegmentEvent, Topics
 from streaming.kafka_bus import KafkaBus
 
+from deadline import exited, joined, wait_until
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,7 +48,8 @@ def test_a_group_shares_the_partitions_and_each_stream_stays_in_order(tansu):
 
     def member(name: int) -> None:
         sub = bus.subscribe([topics.segments], "order-group")
-        while len(got) < len(sent):
+        deadline = time.monotonic() + 120  # a lost message ends the loop; the assertions name it
+        while len(got) < len(sent) and time.monotonic() < deadline:
             for m in sub.poll(0.2):
                 with lock:
                     got.append((name, *json.loads(m.value)))
@@ -57,7 +60,7 @@ def test_a_group_shares_the_partitions_and_each_stream_stays_in_order(tansu):
     for t in members:
         t.start()
     for t in members:
-        t.join()
+        joined(t, "a group member")
     assert sorted((s, n) for _, s, n in got) == sorted(sent)  # each exactly once
     for stream in {s for s, _ in sent}:
         assert [n for _, s, n in got if s == stream] == list(range(5))  # in order
@@ -83,10 +86,13 @@ def test_s3_events_are_bridged_onto_the_segments_topic(tansu, aws):
     bus = KafkaBus(tansu.url)
     bus.ensure_topics(topics.all(), partitions=1)
     bridge = S3EventBridge(queue, bus, topics, sqs=sqs)
-    while bridge.pump(wait_s=1) or sqs.get_queue_attributes(
+
+    def drained() -> bool:
+        return not bridge.pump(wait_s=1) and sqs.get_queue_attributes(
             QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
-            "ApproximateNumberOfMessages"] != "0":
-        pass
+            "ApproximateNumberOfMessages"] == "0"
+
+    wait_until(drained, "the bridge to empty its SQS queue", interval_s=0)  # pump() long-polls 1 s
     events = [SegmentEvent.model_validate_json(r.value) for r in read_topic(tansu.url, topics.segments)]
     assert [(e.stream_id, e.sequence, e.uri) for e in events] == [
         ("s3://bridge-live/cam1", 41, "s3://bridge-live/cam1/channel_00041.ts"),
@@ -140,10 +146,20 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_stores_each_segment_once(t
                         "--stream-id", "live", "--spool", str(spool), "--state", str(tmp_path / "state.db"),
                         "--wait"], tmp_path / "watch.log", tmp_path)
     ready = [*logs[:2], tmp_path / "watch.log"]
-    while not all(log.exists() and ("joined group" in log.read_text() or "following" in log.read_text())
-                  for log in ready):  # MXNet imports and the model loads before the stream starts
+
+    def all_running() -> None:
         assert all(p.poll() is None for p in (*workers, watch)), [l.read_text()[-2000:] for l in ready]
-        time.sleep(0.1)
+
+    try:
+        wait_until(lambda: all(log.exists() and ("joined group" in log.read_text() or "following" in log.read_text())
+                               for log in ready),  # MXNet imports and the model loads before the stream starts
+                   "the workers to join the group and `clipwatch watch` to follow", timeout_s=600,
+                   interval_s=0.1, alive=all_running)
+    except AssertionError:
+        for p in (*workers, watch):
+            p.kill()
+            p.wait(timeout=60)
+        raise
     seconds, segment = 20, 2
     encoder = subprocess.Popen(
         [ffmpeg(), "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
@@ -151,34 +167,40 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_stores_each_segment_once(t
          "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-f", "hls", "-hls_time", str(segment),
          "-hls_list_size", "3", "-hls_flags", "delete_segments", "-hls_segment_filename",
          str(hls / "seg_%05d.ts"), str(hls / "live.m3u8")], stderr=subprocess.PIPE)
+
+    def streaming() -> None:
+        assert encoder.poll() is None, "the stream ended before a worker got going"
+        assert all(w.poll() is None for w in workers), logs[0].read_text()[-3000:]
+
+    def a_worker_runs() -> None:
+        assert any(w.poll() is None for w in workers), [l.read_text()[-2000:] for l in logs]
+
     try:
-        while not any(_predicted(log) >= 2 for log in logs[:2]):  # the busy worker is mid-stream
-            assert encoder.poll() is None, "the stream ended before a worker got going"
-            assert all(w.poll() is None for w in workers), logs[0].read_text()[-3000:]
-            time.sleep(0.1)
+        wait_until(lambda: any(_predicted(log) >= 2 for log in logs[:2]),  # the busy worker is mid-stream
+                   "a worker's second prediction", timeout_s=600, interval_s=0.1, alive=streaming)
         busy = next(i for i in range(2) if _predicted(logs[i]) >= 2)
         workers[busy].send_signal(signal.SIGKILL)
-        workers[busy].wait()
+        exited(workers[busy], "the SIGKILLed worker", timeout_s=60)
         killed_after = _predicted(logs[busy])
         assert encoder.poll() is None  # killed mid-stream
         workers.append(_clipwatch(worker_args, logs[2], tmp_path))
-        assert encoder.wait() == 0, encoder.stderr.read().decode()
-        assert watch.wait() == 0, (tmp_path / "watch.log").read_text()[-3000:]  # ENDLIST
+        assert exited(encoder, "ffmpeg's live stream", timeout_s=600) == 0, encoder.stderr.read().decode()
+        assert exited(watch, "`clipwatch watch` at ENDLIST", timeout_s=600) == 0, (
+            (tmp_path / "watch.log").read_text()[-3000:])
         segments = StateStore(tmp_path / "state.db").load("live").last_sequence + 1
         assert segments >= seconds // segment - 1
-        while len(store.timeline("live")) < segments:
-            assert any(w.poll() is None for w in workers), [l.read_text()[-2000:] for l in logs]
-            time.sleep(0.2)
+        wait_until(lambda: len(store.timeline("live")) >= segments, f"all {segments} segments stored",
+                   timeout_s=600, interval_s=0.2, alive=a_worker_runs)
         for i, w in enumerate(workers):
             if i != busy:
                 w.send_signal(signal.SIGTERM)  # finish, commit, leave the group
-                assert w.wait() == 0, logs[i].read_text()[-2000:]
+                assert exited(w, f"worker {i} after SIGTERM") == 0, logs[i].read_text()[-2000:]
                 assert "left group" in logs[i].read_text()
     finally:
         for p in (*workers, encoder, watch):
             if p.poll() is None:
                 p.kill()
-                p.wait()
+                p.wait(timeout=60)
     assert [p.sequence for p in store.timeline("live")] == list(range(segments))
     predictions = [Prediction.model_validate_json(r.value) for r in read_topic(tansu.url, "live.predictions")]
     stored = sorted(p.sequence for p in predictions if p.stored)
@@ -224,24 +246,26 @@ def test_workers_ride_out_a_broker_restart_and_lose_nothing(aws, demo_classifier
             stream_id="cam", sequence=sequence, uri=str(path), source_uri=str(path),
             ready_at=time.time()).model_dump_json().encode())
 
+    def worker_alive() -> None:
+        assert thread.is_alive()
+
     try:
         for n in range(2):
             send(n)
-        while len(store.timeline("cam")) < 2:
-            assert thread.is_alive()
-            time.sleep(0.1)
+        wait_until(lambda: len(store.timeline("cam")) >= 2, "the first two segments stored",
+                   interval_s=0.1, alive=worker_alive)
         broker.stop()
-        late = threading.Thread(target=lambda: [send(n) for n in (2, 3)])
+        # daemon: a producer stuck in its retries must not keep pytest from exiting
+        late = threading.Thread(target=lambda: [send(n) for n in (2, 3)], daemon=True)
         late.start()  # blocks in the producer's retries while the broker is away
         time.sleep(2)
         broker.start()
-        late.join()
-        while len(store.timeline("cam")) < 4:
-            assert thread.is_alive()
-            time.sleep(0.1)
+        joined(late, "the producer's retries across the restart")
+        wait_until(lambda: len(store.timeline("cam")) >= 4, "all four segments stored",
+                   interval_s=0.1, alive=worker_alive)
     finally:
         worker.stop.set()
-        thread.join()
+        joined(thread, "the worker after stop")
         bus.close()
     try:
         predictions = [Prediction.model_validate_json(r.value) for r in read_topic(broker.url, topics.predictions)]

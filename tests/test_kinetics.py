@@ -20,7 +20,7 @@ from clipwatch.errors import ModelUnavailable
 from inference import catalogue, inception_i3d
 from inference.decode import decode_clips
 from inference.model import load_classifier
-from inference.predictor import Endpoint, softmax
+from inference.predictor import Endpoint
 from inference.preprocess import center_crop_clips, normalize_clips
 from inference.sampling import ClipSampler
 from inference.server import BackgroundServer, create_app
@@ -192,7 +192,7 @@ def test_a_failed_conversion_leaves_no_model_directory(tmp_path, monkeypatch, ki
 def test_serving_a_name_not_fetched_says_which_command_fetches_it(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "clipwatch.cli", "serve", "--model", "kinetics400"],
                           capture_output=True, text=True, env={"CLIPWATCH_CACHE": str(tmp_path),
-                                                               "PATH": "/usr/bin:/bin"})
+                                                               "PATH": "/usr/bin:/bin"}, timeout=300)
     assert proc.returncode == 2
     assert "clipwatch model fetch kinetics400" in proc.stderr and "Traceback" not in proc.stderr
 

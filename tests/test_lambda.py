@@ -24,7 +24,7 @@ def test_importing_the_handler_loads_neither_mxnet_nor_numpy():
     code = ("import sys, inference.lambda_handler; "
             "bad = [m for m in ('mxnet', 'numpy', 'decord', 'clipwatch') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

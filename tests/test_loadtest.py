@@ -272,7 +272,8 @@ def test_an_unreachable_endpoint_gives_a_message_and_a_report(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     proc = subprocess.run([sys.executable, "-m", "clipwatch.cli", "loadtest", "run", "--url", url,
                            "--uri", "/data/seg_1.ts", "--rates", "30", "--step-seconds", "2",
-                           "--slo-ms", "1000", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+                           "--slo-ms", "1000", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"nothing answers at {url}/ping" in proc.stderr
     result = json.loads((tmp_path / "out" / "result.json").read_text())

@@ -13,12 +13,13 @@ import httpx
 from clipwatch.localstack import free_port
 
 CLI = [sys.executable, "-m", "clipwatch.cli"]
+RUN_S = 300  # a hang guard on each command
 
 
 def test_review_user_add_prints_a_token_and_stores_only_its_hash(tmp_path):
     users = tmp_path / "users.json"
     out = subprocess.run(CLI + ["review-user", "add", "alice", "--role", "auditor", "--users", str(users), "--days", "1"],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, timeout=RUN_S).stdout
     token = out.strip().splitlines()[-1]
     raw = json.loads(users.read_text())
     (entry,) = raw["users"]
@@ -26,25 +27,27 @@ def test_review_user_add_prints_a_token_and_stores_only_its_hash(tmp_path):
     assert entry["expires_at"] > time.time() + 86000
     assert oct(users.stat().st_mode)[-3:] == "600"
     users.write_text("{broken")
-    bad = subprocess.run(CLI + ["review-user", "add", "bob", "--users", str(users)], capture_output=True, text=True)
+    bad = subprocess.run(CLI + ["review-user", "add", "bob", "--users", str(users)], capture_output=True, text=True,
+                         timeout=RUN_S)
     assert bad.returncode == 2 and str(users) in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_review_command_errors_are_clear(tmp_path):
     missing = subprocess.run(CLI + ["review", "--users", str(tmp_path / "none.json"), "--store",
-                                    f"sqlite:///{tmp_path}/p.db"], capture_output=True, text=True)
+                                    f"sqlite:///{tmp_path}/p.db"], capture_output=True, text=True, timeout=RUN_S)
     assert missing.returncode == 2 and "none.json: no such users file" in missing.stderr
     users = tmp_path / "users.json"
-    subprocess.run(CLI + ["review-user", "add", "a", "--users", str(users)], check=True, capture_output=True)
+    subprocess.run(CLI + ["review-user", "add", "a", "--users", str(users)], check=True, capture_output=True,
+                   timeout=RUN_S)
     no_labels = subprocess.run(CLI + ["review", "--users", str(users), "--model", str(tmp_path / "m")],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, timeout=RUN_S)
     assert no_labels.returncode == 2 and "classes.txt: no label list" in no_labels.stderr
 
 
 def test_review_command_serves_the_tool(tmp_path):
     users = tmp_path / "users.json"
     token = subprocess.run(CLI + ["review-user", "add", "admin1", "--role", "admin", "--users", str(users)],
-                           capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+                           capture_output=True, text=True, check=True, timeout=RUN_S).stdout.strip().splitlines()[-1]
     port = free_port()
     proc = subprocess.Popen(CLI + ["review", "--port", str(port), "--users", str(users), "--store",
                                    f"sqlite:///{tmp_path}/p.db", "--model", "models/demo", "--log-level", "warning"],
@@ -63,4 +66,4 @@ def test_review_command_serves_the_tool(tmp_path):
         assert httpx.get(url + "/api/queue").status_code == 401
     finally:
         proc.terminate()
-        proc.wait()
+        proc.wait(timeout=60)

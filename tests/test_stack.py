@@ -4,7 +4,6 @@ answers its health check and its real protocol, and `down` stops all of them."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def stack(*args, cwd):
     return subprocess.run([sys.executable, "-m", "clipwatch.cli", "stack", *args], cwd=cwd,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=900)  # `up` waits for every service's health
 
 
 def listening(port: int) -> bool:

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def clipwatch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "clipwatch.cli", *args], cwd=cwd,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=600)  # `watch` loads a model and follows to ENDLIST
 
 
 def test_watch_on_the_embedded_default_classifies_every_segment(small_segments, tmp_path):

@@ -16,6 +16,8 @@ from streaming.sinks import DirSink, S3Sink
 from streaming.sources import Fetcher, FetchError
 from streaming.state import StateStore
 
+from deadline import joined, wait_until
+
 
 def metric(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
@@ -169,10 +171,13 @@ def test_waiting_for_a_stream_counts_the_failures_and_picks_it_up(stream, tmp_pa
     stop = threading.Event()
     thread = threading.Thread(target=f.run, args=(stop, True))
     thread.start()
-    while metric("clipwatch_playlist_events_total", event="not_found") - before < 2:
-        time.sleep(0.01)
-    write_playlist(stream, 0, 2, ended=True)
-    thread.join()
+    try:
+        wait_until(lambda: metric("clipwatch_playlist_events_total", event="not_found") - before >= 2,
+                   "two counted not_found reloads", interval_s=0.01)
+        write_playlist(stream, 0, 2, ended=True)
+        joined(thread, "the follower to pick up the stream and return at ENDLIST")
+    finally:
+        stop.set()  # a follower still waiting would keep pytest from exiting
     assert [e.sequence for e in published] == [0, 1]
 
 

@@ -25,6 +25,8 @@ from streaming.sinks import DirSink
 from streaming.state import StateStore
 from streaming.worker import Backoff, Worker
 
+from deadline import joined, wait_until
+
 TOPICS = Topics.with_prefix("t")
 FAST = Backoff(base_s=0.01, cap_s=0.05)
 
@@ -56,10 +58,12 @@ def drain(bus: InProcessBus, worker: Worker) -> None:
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()
-    while bus.committed(worker.group, TOPICS.segments) < len(bus.messages(TOPICS.segments)):
-        thread.join(0.05)
-    stop.set()
-    thread.join()
+    try:
+        wait_until(lambda: bus.committed(worker.group, TOPICS.segments) >= len(bus.messages(TOPICS.segments)),
+                   "the worker to commit every segment event")
+    finally:
+        stop.set()  # also when the wait gave up: a running worker would keep pytest from exiting
+    joined(thread, "the worker after stop")
 
 
 def values(bus, topic, model):
@@ -80,8 +84,10 @@ def test_the_embedded_pipeline_follows_a_stream_and_predicts_each_segment_once(e
                         StateStore(tmp_path / "state.db"), stream_id="cam", poll_interval=0.05)
     lag = metric("clipwatch_stream_lag_seconds_count")
     pipeline = EmbeddedPipeline(follower, Worker(bus, InProcessClient(endpoint), TOPICS), bus).start()
-    pipeline.wait(threading.Event())
-    pipeline.stop()
+    try:
+        wait_until(pipeline.finished, "the pipeline to reach ENDLIST and handle every segment", interval_s=0.2)
+    finally:
+        pipeline.stop()
     assert pipeline.error is None
     stored = endpoint.store.timeline("cam")
     assert [p.sequence for p in stored] == [0, 1]
@@ -135,7 +141,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
             return
         req = urllib.request.Request(self.upstream + "/invocations", body,
                                      {"content-type": "application/json"})
-        with urllib.request.urlopen(req) as resp:
+        with urllib.request.urlopen(req, timeout=120) as resp:
             data = resp.read()
         self.send_response(200)
         self.send_header("content-type", "application/json")
@@ -193,10 +199,11 @@ def test_stopping_during_a_backoff_hands_the_segment_back_uncommitted(served, sm
                         backoff=Backoff(base_s=60, cap_s=60))
         thread = threading.Thread(target=worker.run)
         thread.start()
-        while handler.calls < 1:
-            thread.join(0.02)
-        worker.stop.set()  # what SIGTERM does
-        thread.join()
+        try:
+            wait_until(lambda: handler.calls >= 1, "the worker's first call", interval_s=0.02)
+        finally:
+            worker.stop.set()  # what SIGTERM does
+        joined(thread, "the worker after stop")
         assert bus.committed(worker.group, TOPICS.segments) == 0  # another worker will take it
         assert bus.messages(TOPICS.dead_letter) == []
         assert bus.subscribe([TOPICS.segments], worker.group).poll(0)[0].offset == 0

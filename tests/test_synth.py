@@ -232,10 +232,13 @@ def test_realtime_stream_reports_each_segment_once_it_exists(tmp_path):
     out = tmp_path / "live"
     seen = []  # (seconds since start, ground-truth files, segment files on disk)
     writer = threading.Thread(target=write_live_stream, args=(out, 3), kwargs=dict(
-        size=(64, 36), fps=30, segment_seconds=1, list_size=10, realtime=True, progress=False))
+        size=(64, 36), fps=30, segment_seconds=1, list_size=10, realtime=True, progress=False),
+        daemon=True)  # a hung writer must not keep pytest from exiting
     start = time.monotonic()
     writer.start()
+    deadline = start + 120  # a hang guard only: the stream lasts 3 s
     while writer.is_alive():
+        assert time.monotonic() < deadline, "the live stream writer still running after 120 s"
         if (out / "ground_truth.jsonl").exists():
             files = [t["file"] for t in read_truth(out)]
             seen.append((time.monotonic() - start, files, {p.name for p in out.glob("seg_*.ts")}))
