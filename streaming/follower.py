@@ -58,7 +58,6 @@ class Follower:
         self.ended = self.stalled = False
         self.emitted = 0
         self.last_new_at = clock()
-        self._recent: dict[int, str] = {}  # media sequence → listed URI handled lately (stale check)
         self._download_failures: dict[int, int] = {}
         self._last_problem: str | None = None
 
@@ -85,8 +84,8 @@ class Follower:
         self.target_duration = playlist.target_duration or self.target_duration
         now, st = self.clock(), self.state
         if playlist.entries and playlist.last_sequence < st.last_media_sequence:
-            known = [e for e in playlist.entries if e.media_sequence in self._recent]
-            if known and all(self._recent[e.media_sequence] == e.listed_uri for e in known):
+            known = [e for e in playlist.entries if e.media_sequence in st.recent]
+            if known and all(st.recent[e.media_sequence] == e.listed_uri for e in known):
                 metrics.PLAYLIST_EVENTS.labels("stale").inc()
                 return []
             first = playlist.entries[0].media_sequence
@@ -118,15 +117,10 @@ class Follower:
                 events.append(event)
             st.last_sequence = entry.media_sequence + st.offset
             st.last_media_sequence = entry.media_sequence
+            st.remember(entry.media_sequence, entry.listed_uri)
             self.states.save(st)
-            self._remember(entry)
         self._track_progress(playlist, bool(events), now)
         return events
-
-    def _remember(self, entry) -> None:
-        self._recent[entry.media_sequence] = entry.listed_uri
-        if len(self._recent) > 512:
-            del self._recent[min(self._recent)]
 
     def _take(self, entry, now: float) -> SegmentEvent | None | bool:
         """Download and keep one segment: its event, None when given up, False to retry later."""

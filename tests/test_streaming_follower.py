@@ -119,6 +119,34 @@ def test_an_encoder_restart_continues_the_stream_and_a_stale_copy_is_ignored(str
     assert old  # (the first playlist really was a different one)
 
 
+def test_a_restarted_follower_meeting_a_stale_copy_emits_nothing_again(stream, tmp_path):
+    """What the follower handled lately is persisted with its position: a restarted follower
+    whose first reload hits a CDN edge still serving an older playlist must recognise the
+    segments it already published, not take them for an encoder restart and publish them
+    again under new sequence numbers (one segment, two predictions)."""
+    write_playlist(stream, 3, 3)
+    first, published = follower(stream, tmp_path)
+    assert [e.sequence for e in first.poll_once()] == [3, 4, 5]
+    write_playlist(stream, 1, 3)  # the stale copy
+    second, again = follower(stream, tmp_path)  # a new process: state from the file only
+    stale = metric("clipwatch_playlist_events_total", event="stale")
+    assert second.poll_once() == [] and again == []
+    assert metric("clipwatch_playlist_events_total", event="stale") - stale == 1
+    write_playlist(stream, 4, 3)  # the fresh playlist again
+    assert [e.sequence for e in second.poll_once()] == [6]
+
+
+def test_a_state_file_from_before_the_recent_entries_still_loads(tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.execute("CREATE TABLE streams (stream_id TEXT PRIMARY KEY, last_sequence INTEGER NOT NULL, "
+                   "offset INTEGER NOT NULL, last_media_sequence INTEGER NOT NULL)")
+        db.execute("INSERT INTO streams VALUES ('cam1', 41, 0, 41)")
+    state = StateStore(tmp_path / "old.db").load("cam1")
+    assert (state.last_sequence, state.recent) == (41, {})
+
+
 def test_endlist_ends_the_stream_and_discontinuities_and_times_are_carried(stream, tmp_path):
     write_playlist(stream, 0, 3, ended=True, discontinuity_at=2, pdt="2026-11-01T10:00:00.000Z")
     f, published = follower(stream, tmp_path)
