@@ -114,6 +114,9 @@ class Prediction(BaseModel):
     segment_uri: str
     start_time: Optional[float] = None
     model_version: str
+    # When that model was made (its model.json's created_at): of two models' predictions for
+    # one segment the store keeps the newer model's, whatever order the events come in.
+    model_created_at: Optional[str] = None
     label: str
     confidence: float  # calibrated top-1 probability
     margin: float  # top-1 minus top-2 probability

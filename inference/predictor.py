@@ -148,7 +148,8 @@ class Endpoint:
         s = summarize(logits, card.temperature, self.top_k)
         return Prediction(
             stream_id=segment.stream_id, sequence=segment.sequence, segment_uri=segment.uri,
-            start_time=segment.start_time, model_version=card.version, label=classes[s.top[0]],
+            start_time=segment.start_time, model_version=card.version,
+            model_created_at=card.created_at, label=classes[s.top[0]],
             confidence=s.confidence, margin=s.margin, entropy=s.entropy,
             top_k=[LabelScore(label=classes[i], probability=float(s.probabilities[i])) for i in s.top],
             frames=frames, device=self.classifier.device, timings_ms=dict(timings),

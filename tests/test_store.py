@@ -4,10 +4,14 @@ from clipwatch.records import LabelScore, Prediction, ReviewDecision, ReviewTask
 from clipwatch.store import open_store, save_prediction
 
 
+MADE = {"v1": "2026-11-01T00:00:00Z", "v2": "2026-11-20T00:00:00Z"}  # when each model was trained
+
+
 def prediction(seq: int, version: str = "v1", confidence: float = 0.9, review: bool = False,
                stream: str = "s3://b/live") -> Prediction:
     return Prediction(
         stream_id=stream, sequence=seq, segment_uri=f"{stream}/seg_{seq:05d}.ts", model_version=version,
+        model_created_at=MADE.get(version),
         label="running", confidence=confidence, margin=0.5, entropy=0.3,
         top_k=[LabelScore(label="running", probability=confidence)], frames=[[0, 2]], device="cpu",
         timings_ms={"model": 1.0}, review=ReviewDecision(needs_review=review, reasons=["low"] if review else []))
@@ -31,6 +35,20 @@ def test_repeated_event_writes_once_and_new_model_version_replaces(store):
     got = store.get_prediction("s3://b/live", 1)
     assert (got.model_version, got.confidence) == ("v2", pytest.approx(0.7))
     assert store.get_prediction("s3://b/live", 2) is None
+
+
+def test_a_redelivered_event_of_an_older_model_never_brings_its_label_back(store):
+    """v1 → v2 → v1 again (a worker still on v1 takes a redelivered event after the redeploy):
+    the newer model's prediction stays, in both stores."""
+    assert store.put_prediction(prediction(7, version="v1", confidence=0.4)) is True
+    assert store.put_prediction(prediction(7, version="v2", confidence=0.8)) is True
+    assert store.put_prediction(prediction(7, version="v1", confidence=0.4)) is False
+    got = store.get_prediction("s3://b/live", 7)
+    assert (got.model_version, got.confidence) == ("v2", pytest.approx(0.8))
+    # In the other order too: v2 first, then a late v1 event.
+    assert store.put_prediction(prediction(8, version="v2")) is True
+    assert store.put_prediction(prediction(8, version="v1")) is False
+    assert store.get_prediction("s3://b/live", 8).model_version == "v2"
 
 
 def test_timeline_is_a_range_in_sequence_order(store):

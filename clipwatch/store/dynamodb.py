@@ -72,13 +72,15 @@ class DynamoStore:
             "probability": {"N": str(Decimal(repr(p.confidence)))},
             "needs_review": {"BOOL": p.review.needs_review},
             "created_at": {"S": p.created_at},
+            "model_created_at": {"S": p.model_created_at or ""},
             "prediction": {"S": p.model_dump_json(exclude={"stored"})},
         }
-        try:
+        try:  # newest model wins (SQLiteStore.put_prediction says why)
             self.client.put_item(
                 TableName=self.predictions_table, Item=item,
-                ConditionExpression="attribute_not_exists(stream_id) OR model_version <> :v",
-                ExpressionAttributeValues={":v": {"S": p.model_version}})
+                ConditionExpression="attribute_not_exists(stream_id) OR (model_version <> :v AND "
+                                    "(attribute_not_exists(model_created_at) OR model_created_at < :c))",
+                ExpressionAttributeValues={":v": {"S": p.model_version}, ":c": {"S": p.model_created_at or ""}})
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True

@@ -80,6 +80,10 @@ class SqliteStore:
     # --- predictions ---------------------------------------------------------------------
 
     def put_prediction(self, p: Prediction) -> bool:
+        """Idempotent, and the newest model wins: a repeated event of the same model writes
+        nothing, another model's prediction replaces the stored one only when that model was
+        made later (``model_created_at``). A redelivered event of an old model, after a
+        redeploy, cannot bring the old label back. The DynamoDB store's condition is the same."""
         with self._lock:
             cur = self._db.execute(
                 """INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -87,7 +91,9 @@ class SqliteStore:
                      model_version = excluded.model_version, label = excluded.label,
                      confidence = excluded.confidence, needs_review = excluded.needs_review,
                      created_at = excluded.created_at, body = excluded.body
-                   WHERE predictions.model_version != excluded.model_version""",
+                   WHERE predictions.model_version != excluded.model_version
+                     AND COALESCE(json_extract(predictions.body, '$.model_created_at'), '')
+                         < COALESCE(json_extract(excluded.body, '$.model_created_at'), '')""",
                 (p.stream_id, p.sequence, p.model_version, p.label, p.confidence,
                  int(p.review.needs_review), p.created_at, p.model_dump_json(exclude={"stored"})),
             )
