@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import InvalidRequest
 
 _TRAILING_DIGITS = re.compile(r"(\d+)(?!.*\d)")
+# The stores' key range: SQLite's INTEGER is a signed 64-bit number (DynamoDB's N holds more).
+MAX_SEQUENCE = 2**63 - 1
+# Epoch seconds up to the year 5000: a start time past it is a unit mistake (ms, µs), not a time.
+MAX_EPOCH_S = 95_617_584_000.0
 
 
 def utc_now() -> str:
@@ -43,6 +47,9 @@ class SegmentRef(BaseModel):
         if sequence is None:
             m = _TRAILING_DIGITS.search(name)
             sequence = int(m.group(1)) if m else zlib.crc32(name.encode())
+            if sequence > MAX_SEQUENCE:
+                raise InvalidRequest(f"the number in the segment's name ({m.group(1)[:40]}) is beyond "
+                                     f"the store's range (at most {MAX_SEQUENCE}): pass 'sequence'")
         return cls(uri=uri, stream_id=stream_id, sequence=sequence, start_time=start_time)
 
 
@@ -57,11 +64,11 @@ class InvocationRequest(BaseModel):
     s3_uri: Optional[str] = None
     uri: Optional[str] = None
     S3_VIDEO_PATH: Optional[str] = None
-    MODEL_MAX_FRAMES: Optional[int] = Field(default=None, ge=1)
-    DETECTION_TABLE_NAME: Optional[str] = None
+    MODEL_MAX_FRAMES: Optional[int] = Field(default=None, ge=1, le=100_000)
+    DETECTION_TABLE_NAME: Optional[str] = Field(default=None, max_length=255)
     stream_id: Optional[str] = Field(default=None, min_length=1, max_length=256)
-    sequence: Optional[int] = Field(default=None, ge=0)
-    start_time: Optional[float] = None
+    sequence: Optional[int] = Field(default=None, ge=0, le=MAX_SEQUENCE)
+    start_time: Optional[float] = Field(default=None, ge=0, le=MAX_EPOCH_S, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_location(self) -> "InvocationRequest":
@@ -199,8 +206,8 @@ class SegmentLabel(BaseModel):
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
     track: str = Field(min_length=1, max_length=64)
-    start: float = Field(ge=0)
-    end: float
+    start: float = Field(ge=0, le=86_400, allow_inf_nan=False)  # a segment is seconds long, not days
+    end: float = Field(ge=0, le=86_400, allow_inf_nan=False)
     label: str = Field(min_length=1, max_length=64)
     text: str = Field(default="", max_length=2000)
     quality: list[str] = Field(default_factory=list, max_length=len(QUALITY_FLAGS))
