@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: $(STAMP) system-deps ui-current
 	$(VENV)/bin/clipwatch demo
 
-test: $(STAMP) system-deps ui-current
+test: $(STAMP) system-deps ui-current $(CHECKOV)
 	$(PY) -m pytest -q
 
 # The README's pictures of the review tool, by the browser test that drives it (a plain test
@@ -53,6 +53,13 @@ ui:
 # pip's configured indexes and find-links where there are some, else from PyTorch's CPU index.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
+# The infrastructure scanner in a venv of its own: its pins conflict with the project's.
+CHECKOV := .venv-checkov/bin/checkov
+$(CHECKOV): infra/checkov.requirements
+	[ -x .venv-checkov/bin/python ] || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install -q -r infra/checkov.requirements
+	touch $(CHECKOV)
+
 $(STAMP): requirements.lock pyproject.toml
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -68,4 +75,4 @@ lock:
 	  --annotation-style line --find-links /opt/wheels requirements.in -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-checkov .pytest_cache
