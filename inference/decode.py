@@ -156,6 +156,13 @@ class PyAVVideo:
             pass  # damage further on: the frames before it are still good
         if is_mpegts(data) and len(data) % 188 and self._packets:
             self._packets.pop()  # a TS cut mid-packet: its last frame is torn
+        # An open-GOP encoder (x265's default, x264 --open-gop) starts a segment with a CRA/
+        # I picture followed, in decode order, by leading pictures that refer to the previous
+        # segment: alone, they cannot be decoded (FFmpeg drops them). They are not frames of
+        # this segment's timeline, so a clip or a review window never asks for one.
+        leading = _leading_pictures(stream.codec_context, self._packets)
+        self.leading = len(leading)
+        self._packets = [p for i, p in enumerate(self._packets) if i not in leading]
         # A frame's index is its rank in presentation order, as decord's and ffmpeg's are.
         order = sorted(p.pts for p in self._packets)
         self._rank = {pts: i for i, pts in enumerate(order)}
@@ -213,14 +220,61 @@ class PyAVVideo:
                     interpolation="BILINEAR").to_ndarray()
 
 
+HEVC_RASL = (8, 9)  # random access skipped leading pictures: they need the previous GOP
+HEVC_IRAP = range(16, 24)
+
+
+def _leading_pictures(ctx, packets) -> set[int]:
+    """Decode positions of the pictures that cannot be decoded from this segment alone: the
+    leading pictures of its first random-access point. HEVC marks them (RASL NAL units, up to
+    the next random-access point); elsewhere they are the pictures after the first keyframe
+    that are shown before it."""
+    first = next((i for i, p in enumerate(packets) if p.is_keyframe), None)
+    if first is None:
+        return set()
+    if ctx.name == "hevc":
+        length_size = _length_size(ctx.extradata or b"", "hevc")
+        out = set()
+        for i in range(first + 1, len(packets)):
+            types = _nal_types(bytes(packets[i]), length_size, "hevc")
+            if any(t in HEVC_IRAP for t in types):
+                break
+            if any(t in HEVC_RASL for t in types):
+                out.add(i)
+        return out
+    return {i for i, p in enumerate(packets) if i > first and p.pts < packets[first].pts}
+
+
+def _length_size(extradata: bytes, codec: str) -> int | None:
+    """MP4 carries length-prefixed NAL units (the size in avcC/hvcC extradata); TS, Annex B."""
+    at = 21 if codec == "hevc" else 4  # lengthSizeMinusOne in hvcC / avcC
+    if len(extradata) <= at or extradata[0] != 1:
+        return None
+    return (extradata[at] & 3) + 1
+
+
+def _nal_types(payload: bytes, length_size: int | None, codec: str) -> list[int]:
+    """The NAL unit types in one access unit."""
+    headers = []
+    if length_size is None:
+        at = payload.find(b"\x00\x00\x01")
+        while 0 <= at < len(payload) - 3:
+            headers.append(payload[at + 3])
+            at = payload.find(b"\x00\x00\x01", at + 3)
+    else:
+        at = 0
+        while at + length_size < len(payload):
+            headers.append(payload[at + length_size])
+            at += length_size + int.from_bytes(payload[at:at + length_size], "big")
+    return [(h >> 1) & 0x3F if codec == "hevc" else h & 0x1F for h in headers]
+
+
 def _disposable_check(ctx):
     """packet → True when it holds an H.264 picture no other picture references
     (``nal_ref_idc`` 0), so a decoder that will not show it can skip it. Other codecs: never."""
     if ctx.name != "h264":
         return lambda packet: False
-    extradata = ctx.extradata or b""
-    # MP4 carries length-prefixed NAL units (avcC in the extradata); TS, Annex B start codes.
-    length_size = (extradata[4] & 3) + 1 if len(extradata) > 4 and extradata[0] == 1 else None
+    length_size = _length_size(ctx.extradata or b"", "h264")
 
     def disposable(packet) -> bool:
         header = _first_slice_header(bytes(packet), length_size)

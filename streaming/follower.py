@@ -23,6 +23,7 @@ from typing import Callable
 
 from clipwatch import metrics
 
+from .assemble import SegmentAssembler
 from .events import SegmentEvent
 from .playlist import MediaPlaylist, choose_variant, parse
 from .sinks import SegmentSink
@@ -51,6 +52,7 @@ class Follower:
         self.variant, self.poll_interval, self.stall_after = variant, poll_interval, stall_after
         self.download_attempts = download_attempts
         self.fetcher = fetcher or Fetcher()
+        self.assembler = SegmentAssembler(self.fetcher)
         self.clock = clock
         self.state = state.load(self.stream_id)
         self.media_location: str | None = None
@@ -127,26 +129,36 @@ class Follower:
         sequence = entry.media_sequence + self.state.offset
         try:
             with _stage("download"):
-                data = self.fetcher.read(entry.uri)
-                uri = self.sink.put(self.stream_id, sequence, entry.listed_uri, data)
-        except Exception as exc:  # FetchError, or the sink's disk/S3 error
-            attempts = self._download_failures.get(sequence, 0) + 1
-            self._download_failures[sequence] = attempts
-            if attempts < self.download_attempts:
-                log.warning("%s: segment %s failed (%s); attempt %d of %d, retrying at the next "
-                            "reload", self.stream_id, entry.uri, exc, attempts, self.download_attempts)
-                return False
-            log.error("%s: giving up on segment %s after %d attempts: %s", self.stream_id,
-                      entry.uri, attempts, exc)
-            metrics.STREAM_SEGMENTS.labels("download_failed").inc()
-            self._download_failures.pop(sequence, None)
-            return None
+                data, name = self.assembler.assemble(entry)
+                uri = self.sink.put(self.stream_id, sequence, name, data)
+        except FetchError as exc:
+            if exc.reason != "unsupported":
+                return self._failed(entry, sequence, exc)
+            log.error("%s: skipping segment %s: %s", self.stream_id, entry.uri, exc.detail)
+            metrics.STREAM_SEGMENTS.labels("unsupported").inc()
+            return None  # no retry can decrypt it
+        except Exception as exc:  # the sink's disk or S3 error
+            return self._failed(entry, sequence, exc)
         self._download_failures.pop(sequence, None)
         ready = entry.program_date_time + entry.duration if entry.program_date_time else now
         return SegmentEvent(stream_id=self.stream_id, sequence=sequence, uri=uri,
                             source_uri=entry.uri, duration=entry.duration,
                             discontinuity=entry.discontinuity, start_time=entry.program_date_time,
                             ready_at=min(ready, now))
+
+    def _failed(self, entry, sequence: int, exc: Exception) -> None | bool:
+        """Retry at the next reload (False) until the attempts are spent, then give up (None)."""
+        attempts = self._download_failures.get(sequence, 0) + 1
+        self._download_failures[sequence] = attempts
+        if attempts < self.download_attempts:
+            log.warning("%s: segment %s failed (%s); attempt %d of %d, retrying at the next "
+                        "reload", self.stream_id, entry.uri, exc, attempts, self.download_attempts)
+            return False
+        log.error("%s: giving up on segment %s after %d attempts: %s", self.stream_id,
+                  entry.uri, attempts, exc)
+        metrics.STREAM_SEGMENTS.labels("download_failed").inc()
+        self._download_failures.pop(sequence, None)
+        return None
 
     def _track_progress(self, playlist: MediaPlaylist, progressed: bool, now: float) -> None:
         if progressed:

@@ -12,7 +12,8 @@ DEFAULT_TIMEOUT_S = 10.0
 
 
 class FetchError(Exception):
-    """reason: not_found | timeout | http_<status> | unreachable | access_denied | not_hls."""
+    """reason: not_found | timeout | http_<status> | unreachable | access_denied | not_hls |
+    short_read | unsupported."""
 
     def __init__(self, location: str, reason: str, detail: str):
         super().__init__(f"{location}: {detail}")
@@ -43,15 +44,25 @@ class Fetcher:
         self._http = self._s3 = None
         self._lock = threading.Lock()
 
-    def read(self, location: str) -> bytes:
+    def read(self, location: str, byterange: tuple[int, int] | None = None) -> bytes:
+        """The object's bytes, or ``byterange`` = (length, offset) of them (EXT-X-BYTERANGE)."""
         if location.startswith(("http://", "https://")):
-            return self._read_http(location)
-        if location.startswith("s3://"):
-            return self._read_s3(location)
-        return self._read_file(_local(location))
+            data = self._read_http(location, byterange)
+        elif location.startswith("s3://"):
+            data = self._read_s3(location, byterange)
+        else:
+            data = self._read_file(_local(location), byterange)
+        if byterange and len(data) != byterange[0]:
+            raise FetchError(location, "short_read", f"asked for {byterange[0]} bytes at {byterange[1]}, "
+                                                     f"got {len(data)} (the file is shorter)")
+        return data
 
-    def _read_file(self, path: str) -> bytes:
+    def _read_file(self, path: str, byterange: tuple[int, int] | None = None) -> bytes:
         try:
+            if byterange:
+                with open(path, "rb") as f:
+                    f.seek(byterange[1])
+                    return f.read(byterange[0])
             return Path(path).read_bytes()
         except FileNotFoundError:
             raise FetchError(path, "not_found", "no such file") from None
@@ -60,14 +71,15 @@ class Fetcher:
         except PermissionError:
             raise FetchError(path, "access_denied", "permission denied") from None
 
-    def _read_http(self, url: str) -> bytes:
+    def _read_http(self, url: str, byterange: tuple[int, int] | None = None) -> bytes:
         import httpx
 
         with self._lock:
             if self._http is None:
                 self._http = httpx.Client(timeout=self.timeout_s, follow_redirects=True)
         try:
-            response = self._http.get(url)
+            headers = {"Range": f"bytes={byterange[1]}-{sum(byterange) - 1}"} if byterange else None
+            response = self._http.get(url, headers=headers)
         except httpx.TimeoutException:
             raise FetchError(url, "timeout", f"no answer within {self.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
@@ -76,9 +88,11 @@ class Fetcher:
             raise FetchError(url, "not_found", "HTTP 404")
         if response.status_code >= 400:
             raise FetchError(url, f"http_{response.status_code}", f"HTTP {response.status_code}")
+        if byterange and response.status_code == 200:  # a server that ignores Range: slice it
+            return response.content[byterange[1]:sum(byterange)]
         return response.content
 
-    def _read_s3(self, uri: str) -> bytes:
+    def _read_s3(self, uri: str, byterange: tuple[int, int] | None = None) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
         from clipwatch.blobs import parse_s3_uri
@@ -93,7 +107,8 @@ class Fetcher:
                     connect_timeout=self.timeout_s, read_timeout=self.timeout_s,
                     retries={"mode": "standard", "max_attempts": 2}))
         try:
-            return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            extra = {"Range": f"bytes={byterange[1]}-{sum(byterange) - 1}"} if byterange else {}
+            return self._s3.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound"):
