@@ -60,3 +60,14 @@ class VideoTooShort(ClipwatchError):
 
 class ModelUnavailable(Exception):
     """The model cannot be loaded (bad directory, weights that cannot be downloaded)."""
+
+
+class Overloaded(ClipwatchError):
+    """More invocations in flight than the endpoint queues: come back after ``retry_after_s``."""
+
+    status = 429
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -59,6 +59,13 @@ def is_segment(key: str) -> bool:
     return key.endswith(suffixes)
 
 
+def _retry_after(headers: dict) -> float:
+    try:
+        return max(0.0, float(headers.get("retry-after", 0)))
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def invoke(bucket: str, key: str, deadline: float) -> dict:
     """Invoke the endpoint for one segment, backing off on throttling and cold models."""
     body = json.dumps({"s3_uri": f"s3://{bucket}/{key}"})
@@ -71,15 +78,18 @@ def invoke(bucket: str, key: str, deadline: float) -> dict:
             return json.loads(resp["Body"].read())
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            meta = exc.response.get("ResponseMetadata", {})
+            status = meta.get("HTTPStatusCode", 0)
             if (code not in RETRYABLE and status < 500 and status != 429) or attempt == attempts:
-                raise
+                raise  # for an SQS batch: this record is reported failed and redelivered later
             error = code or str(status)
+            asked = _retry_after(meta.get("HTTPHeaders", {}))
         except BotoCoreError as exc:  # connection reset, timeouts
             if attempt == attempts:
                 raise
-            error = type(exc).__name__
-        delay = min(8.0, 0.2 * 2 ** attempt) * random.uniform(0.5, 1.0)  # full jitter
+            error, asked = type(exc).__name__, 0.0
+        # Full jitter, and at least what an overloaded endpoint asked for (Retry-After).
+        delay = max(asked, min(8.0, 0.2 * 2 ** attempt) * random.uniform(0.5, 1.0))
         if time.monotonic() + delay > deadline:
             raise TimeoutError(f"no time left to retry s3://{bucket}/{key} after {error}")
         log.warning("retrying s3://%s/%s after %s (attempt %d)", bucket, key, error, attempt)

@@ -17,19 +17,35 @@ RETRYABLE_STATUS = {404, 408, 429}
 
 
 class InvokeFailed(Exception):
-    def __init__(self, code: str, message: str, retryable: bool, status: int | None = None):
+    def __init__(self, code: str, message: str, retryable: bool, status: int | None = None,
+                 retry_after_s: float | None = None):
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.retryable, self.status = code, message, retryable, status
+        self.retry_after_s = retry_after_s
+
+    @property
+    def overloaded(self) -> bool:
+        """The endpoint is busy, not failing: wait and try again, as long as it takes."""
+        return self.status == 429 or self.code in ("overloaded", "ThrottlingException")
 
 
-def _failed(status: int, body: bytes | str) -> InvokeFailed:
+def retry_after(headers) -> float | None:
+    """Retry-After in seconds (the delta form; an HTTP date is rare enough to ignore)."""
+    value = (headers or {}).get("retry-after") or (headers or {}).get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _failed(status: int, body: bytes | str, headers=None) -> InvokeFailed:
     """From a container error body ``{"error": {"code", "message"}}`` (or anything else)."""
     try:
         error = json.loads(body)["error"]
         code, message = error["code"], error["message"]
     except (ValueError, KeyError, TypeError):
         code, message = f"http_{status}", (body.decode(errors="replace") if isinstance(body, bytes) else body)[:300]
-    return InvokeFailed(code, message, status >= 500 or status in RETRYABLE_STATUS, status)
+    return InvokeFailed(code, message, status >= 500 or status in RETRYABLE_STATUS, status, retry_after(headers))
 
 
 class InProcessClient:
@@ -63,7 +79,7 @@ class HttpClient:
         except httpx.HTTPError as exc:
             raise InvokeFailed("unreachable", f"{self.url}: {exc.__class__.__name__}: {exc}", True) from None
         if response.status_code != 200:
-            raise _failed(response.status_code, response.content)
+            raise _failed(response.status_code, response.content, response.headers)
         return Prediction.model_validate_json(response.content)
 
 
@@ -92,8 +108,9 @@ class SageMakerClient:
                 raise _failed(int(exc.response["OriginalStatusCode"]),
                               exc.response.get("OriginalMessage", "")) from None
             code = error.get("Code", "ClientError")
-            raise InvokeFailed(code, error.get("Message", str(exc)),
-                               code in self.RETRYABLE_CODES) from None
+            meta = exc.response.get("ResponseMetadata", {})
+            raise InvokeFailed(code, error.get("Message", str(exc)), code in self.RETRYABLE_CODES,
+                               meta.get("HTTPStatusCode"), retry_after(meta.get("HTTPHeaders"))) from None
         except BotoCoreError as exc:
             raise InvokeFailed("unreachable", str(exc), True) from None
         return Prediction.model_validate_json(response["Body"].read())

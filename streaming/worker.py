@@ -137,28 +137,39 @@ class Worker:
         return outcome
 
     def _invoke(self, event: SegmentEvent) -> Prediction | None:
-        for attempt in range(1, self.max_attempts + 1):
+        """Failures count against ``max_attempts``; an overloaded endpoint (429, throttling)
+        does not: the segment waits as long as the endpoint asks (Retry-After, at least the
+        backoff) and is never dead-lettered for being early."""
+        attempt = overloaded = 0
+        while True:
             started = time.perf_counter()
             try:
                 prediction = self.client.invoke(event.request())
                 metrics.STREAM_STAGE_SECONDS.labels("invoke").observe(time.perf_counter() - started)
                 return prediction
             except InvokeFailed as exc:
-                if not exc.retryable or attempt == self.max_attempts:
-                    log.error("dead-lettering %s#%d after %d attempt(s): %s", event.stream_id,
-                              event.sequence, attempt, exc)
-                    self._dead_letter(event.stream_id, DeadLetter(
-                        error_code=exc.code, message=exc.message, attempts=attempt,
-                        worker=self.worker_id, event=event))
-                    metrics.STREAM_SEGMENTS.labels("dead_lettered").inc()
-                    return None
-                delay = self.backoff.delay(attempt)
-                log.warning("%s#%d: %s; retry %d of %d in %.1f s", event.stream_id, event.sequence,
-                            exc, attempt, self.max_attempts - 1, delay)
-                metrics.STREAM_SEGMENTS.labels("retried").inc()
+                if exc.overloaded:
+                    overloaded += 1
+                    delay = max(exc.retry_after_s or 0.0, self.backoff.delay(min(overloaded, 6)))
+                    log.warning("%s#%d: the endpoint is overloaded (%s); retrying in %.1f s", event.stream_id,
+                                event.sequence, exc.message, delay)
+                    metrics.STREAM_SEGMENTS.labels("throttled").inc()
+                else:
+                    attempt += 1
+                    if not exc.retryable or attempt >= self.max_attempts:
+                        log.error("dead-lettering %s#%d after %d attempt(s): %s", event.stream_id,
+                                  event.sequence, attempt, exc)
+                        self._dead_letter(event.stream_id, DeadLetter(
+                            error_code=exc.code, message=exc.message, attempts=attempt,
+                            worker=self.worker_id, event=event))
+                        metrics.STREAM_SEGMENTS.labels("dead_lettered").inc()
+                        return None
+                    delay = self.backoff.delay(attempt)
+                    log.warning("%s#%d: %s; retry %d of %d in %.1f s", event.stream_id, event.sequence,
+                                exc, attempt, self.max_attempts - 1, delay)
+                    metrics.STREAM_SEGMENTS.labels("retried").inc()
                 if self.stop.wait(delay):
                     raise _Abandoned()
-        raise AssertionError("unreachable")
 
     def _dead_letter(self, key: str, letter: DeadLetter) -> None:
         self.bus.publish(self.topics.dead_letter, key, letter.model_dump_json().encode())

@@ -15,9 +15,9 @@ def _serve(args) -> int:
     from clipwatch.errors import ModelUnavailable
     from inference.server import build_app
 
-    if args.max_batch_clips < 1 or (args.decode_workers is not None and args.decode_workers < 0):
-        print("clipwatch serve: --max-batch-clips must be at least 1 and --decode-workers at "
-              "least 0", file=sys.stderr)
+    if args.max_batch_clips < 1 or args.max_queue < 1 or (args.decode_workers is not None and args.decode_workers < 0):
+        print("clipwatch serve: --max-batch-clips and --max-queue must be at least 1 and "
+              "--decode-workers at least 0", file=sys.stderr)
         return 2
     env = dict(os.environ)
     if args.store:
@@ -30,7 +30,8 @@ def _serve(args) -> int:
         app = build_app(args.model, Settings.from_env(env), clips=args.clips,
                         snap_to_keyframe=not args.no_keyframe_snap, runtime=args.runtime,
                         precision=args.precision, decode_workers=args.decode_workers,
-                        max_batch_clips=args.max_batch_clips, decoder=args.decoder)
+                        max_batch_clips=args.max_batch_clips, decoder=args.decoder,
+                        max_queue=args.max_queue)
     except ModelUnavailable as exc:
         print(f"clipwatch serve: {exc}", file=sys.stderr)
         return 2
@@ -73,5 +74,8 @@ def register(sub) -> None:
                             "unreferenced frames the clip does not show) or decord (GluonCV's)")
     serve.add_argument("--max-batch-clips", type=int, default=4,
                        help="clips of concurrent requests run in one forward, at most (default 4)")
+    serve.add_argument("--max-queue", type=int, default=int(os.environ.get("CLIPWATCH_MAX_QUEUE", 16)),
+                       help="invocations in flight before answering 429 + Retry-After (default 16, "
+                            "env CLIPWATCH_MAX_QUEUE)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
