@@ -15,8 +15,10 @@ from ..records import Annotation, AuditRecord, Prediction, ReviewTask
 
 
 class PredictionStore(Protocol):
-    def put_prediction(self, prediction: Prediction) -> bool:
-        """Write unless the same segment and model version is stored; True if written."""
+    def put_prediction(self, prediction: Prediction, task: Optional[ReviewTask] = None) -> bool:
+        """Write unless this segment holds a prediction of this model or a newer one; True if
+        written. ``task`` (a flagged prediction's review task) is written in the same
+        transaction: both or neither, whatever fails in between."""
 
     def get_prediction(self, stream_id: str, sequence: int) -> Optional[Prediction]: ...
 
@@ -60,9 +62,6 @@ class PredictionStore(Protocol):
 def save_prediction(store: PredictionStore, prediction: Prediction) -> Optional[ReviewTask]:
     """Write a prediction and, when the policy flagged it, its review task. Returns the task
     created (None when not flagged or when this was a repeated event)."""
-    prediction.stored = store.put_prediction(prediction)
-    if prediction.stored and prediction.review.needs_review:
-        task = ReviewTask.for_prediction(prediction)
-        if store.put_review_task(task):
-            return task
-    return None
+    task = ReviewTask.for_prediction(prediction) if prediction.review.needs_review else None
+    prediction.stored = store.put_prediction(prediction, task)
+    return task if prediction.stored else None

@@ -9,17 +9,26 @@ so dashboards built for the seed's table keep working."""
 
 from __future__ import annotations
 
+import random
+import time
 from decimal import Decimal
 from typing import Optional
 
 from ..records import Annotation, AuditRecord, Prediction, ReviewTask
 
 
+TRANSACTION_ATTEMPTS = 8
+# DynamoDB throttles (ProvisionedThroughputExceeded, on-demand bursts) and has rare 5xx: its own
+# SDKs retry 10 times with backoff; botocore's default of 3 attempts loses writes under a burst.
+RETRIES = {"mode": "standard", "max_attempts": 10}
+
+
 class DynamoStore:
     def __init__(self, prefix: str = "clipwatch", client=None):
         import boto3
+        from botocore.config import Config
 
-        self.client = client or boto3.client("dynamodb")
+        self.client = client or boto3.client("dynamodb", config=Config(retries=RETRIES))
         self.predictions_table = f"{prefix}-predictions"
         self.tasks_table = f"{prefix}-review-tasks"
         self.annotations_table = f"{prefix}-annotations"
@@ -62,7 +71,7 @@ class DynamoStore:
         for table in (self.predictions_table, self.tasks_table, self.annotations_table):
             waiter.wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 
-    def put_prediction(self, p: Prediction) -> bool:
+    def put_prediction(self, p: Prediction, task: Optional[ReviewTask] = None) -> bool:
         item = {
             "stream_id": {"S": p.stream_id},
             "sequence": {"N": str(p.sequence)},
@@ -75,15 +84,33 @@ class DynamoStore:
             "model_created_at": {"S": p.model_created_at or ""},
             "prediction": {"S": p.model_dump_json(exclude={"stored"})},
         }
-        try:  # newest model wins (SQLiteStore.put_prediction says why)
-            self.client.put_item(
-                TableName=self.predictions_table, Item=item,
-                ConditionExpression="attribute_not_exists(stream_id) OR (model_version <> :v AND "
-                                    "(attribute_not_exists(model_created_at) OR model_created_at < :c))",
-                ExpressionAttributeValues={":v": {"S": p.model_version}, ":c": {"S": p.model_created_at or ""}})
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        put = {"TableName": self.predictions_table, "Item": item,  # newest model wins (SQLiteStore says why)
+               "ConditionExpression": "attribute_not_exists(stream_id) OR (model_version <> :v AND "
+                                      "(attribute_not_exists(model_created_at) OR model_created_at < :c))",
+               "ExpressionAttributeValues": {":v": {"S": p.model_version}, ":c": {"S": p.model_created_at or ""}}}
+        if task is None:
+            try:
+                self.client.put_item(**put)
+            except self.client.exceptions.ConditionalCheckFailedException:
+                return False
+            return True
+        # A flagged prediction and its review task: one transaction, both or neither.
+        items = [{"Put": put}, {"Put": {"TableName": self.tasks_table, "Item": self._task_item(task),
+                                        "ConditionExpression": "attribute_not_exists(task_id)"}}]
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                return True
+            except self.client.exceptions.TransactionCanceledException as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if "ConditionalCheckFailed" in reasons:
+                    return False  # already stored (or a newer model's): a repeated event
+                if attempt == TRANSACTION_ATTEMPTS:
+                    raise
+                # TransactionConflict or throttling inside the transaction: botocore does not
+                # retry a cancelled transaction, so back off here (full jitter).
+                time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))
+        raise AssertionError("unreachable")
 
     def get_prediction(self, stream_id: str, sequence: int) -> Optional[Prediction]:
         resp = self.client.get_item(
@@ -108,16 +135,18 @@ class DynamoStore:
 
     def put_review_task(self, task: ReviewTask) -> bool:
         try:
-            self.client.put_item(
-                TableName=self.tasks_table,
-                Item={"task_id": {"S": task.task_id}, "status": {"S": task.status},
-                      "created_at": {"S": task.created_at}, "revision": {"N": str(task.revision)},
-                      "stream_id": {"S": task.stream_id}, "sequence": {"N": str(task.sequence)},
-                      "task": {"S": task.model_dump_json()}},
-                ConditionExpression="attribute_not_exists(task_id)")
+            self.client.put_item(TableName=self.tasks_table, Item=self._task_item(task),
+                                 ConditionExpression="attribute_not_exists(task_id)")
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    @staticmethod
+    def _task_item(task: ReviewTask) -> dict:
+        return {"task_id": {"S": task.task_id}, "status": {"S": task.status},
+                "created_at": {"S": task.created_at}, "revision": {"N": str(task.revision)},
+                "stream_id": {"S": task.stream_id}, "sequence": {"N": str(task.sequence)},
+                "task": {"S": task.model_dump_json()}}
 
     def review_tasks(self, status: str = "pending", limit: int = 100) -> list[ReviewTask]:
         out: list[ReviewTask] = []

@@ -79,13 +79,14 @@ class SqliteStore:
 
     # --- predictions ---------------------------------------------------------------------
 
-    def put_prediction(self, p: Prediction) -> bool:
+    def put_prediction(self, p: Prediction, task: Optional[ReviewTask] = None) -> bool:
         """Idempotent, and the newest model wins: a repeated event of the same model writes
         nothing, another model's prediction replaces the stored one only when that model was
         made later (``model_created_at``). A redelivered event of an old model, after a
-        redeploy, cannot bring the old label back. The DynamoDB store's condition is the same."""
-        with self._lock:
-            cur = self._db.execute(
+        redeploy, cannot bring the old label back. The DynamoDB store's condition is the same.
+        A flagged prediction's task is inserted in the same transaction."""
+        with self._transaction() as db:
+            cur = db.execute(
                 """INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (stream_id, sequence) DO UPDATE SET
                      model_version = excluded.model_version, label = excluded.label,
@@ -97,6 +98,10 @@ class SqliteStore:
                 (p.stream_id, p.sequence, p.model_version, p.label, p.confidence,
                  int(p.review.needs_review), p.created_at, p.model_dump_json(exclude={"stored"})),
             )
+            if cur.rowcount == 1 and task is not None:
+                db.execute("INSERT OR IGNORE INTO review_tasks VALUES (?, ?, ?, ?, ?, ?)",
+                           (task.task_id, task.stream_id, task.sequence, task.status, task.created_at,
+                            task.model_dump_json()))
             return cur.rowcount == 1
 
     def get_prediction(self, stream_id: str, sequence: int) -> Optional[Prediction]:
