@@ -45,8 +45,8 @@ STREAM_STAGE_SECONDS = Histogram(
 )
 STREAM_SEGMENTS = Counter(
     "clipwatch_stream_segments_total",
-    "Live segments by outcome (emitted, missed, download_failed, predicted, duplicate, retried, "
-    "dead_lettered, invalid_event)", ["outcome"],
+    "Live segments by outcome (emitted, missed, download_failed, unsupported, predicted, duplicate, "
+    "retried, throttled, dead_lettered, invalid_event)", ["outcome"],
 )
 PLAYLIST_EVENTS = Counter(
     "clipwatch_playlist_events_total",
@@ -56,6 +56,10 @@ PLAYLIST_EVENTS = Counter(
 STREAMS_STALLED = Gauge("clipwatch_stream_stalled", "1 while a stream has had no new segment for "
                         "3 target durations", ["stream"])
 STREAM_STALLS = Counter("clipwatch_stream_stalls_total", "Times a stream stalled", ["stream"])
+OUTBOX_PENDING = Gauge("clipwatch_stream_outbox_pending", "Segments kept but not yet published to the bus "
+                       "(the bus is down or slow)", ["stream"])
+OUTBOX_FULL = Counter("clipwatch_stream_outbox_full_total", "Reloads at which the outbox was full, so "
+                      "downloading paused until the bus took events again", ["stream"])
 CONSUMER_LAG = Gauge("clipwatch_consumer_lag", "Segment events waiting for this worker's group "
                      "(end offset minus position, summed over its partitions)", ["group"])
 BUS_ERRORS = Counter("clipwatch_bus_errors_total", "Bus operations that failed (and were retried)",

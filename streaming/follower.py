@@ -2,9 +2,13 @@
 segment exactly once per stream, in order, also across restarts.
 
 Each reload is compared with the persisted ``StreamState``:
-- new entries (media sequence above the last handled) are downloaded, kept by the sink, published,
-  and only then recorded as handled, so a crash re-emits at most the segment in hand (harmless:
-  the store is idempotent) and never skips one;
+- new entries (media sequence above the last handled) are downloaded and kept by the sink; then
+  the segment's event goes into the outbox in the same transaction that records it handled
+  (``StateStore.save``), and a publisher thread moves outbox events onto the bus in order. So a
+  bus that is down or slow never stops the downloads — the encoder's sliding window would
+  otherwise delete segments nobody read — and a crash re-publishes at most the event in hand
+  (harmless: the store is idempotent) and never skips one. The outbox is bounded (``max_pending``):
+  full, downloading pauses, logged and counted;
 - entries that slid out of the window before we saw them are counted as ``missed``;
 - a media sequence that goes backwards is a stale copy of the playlist when its entries match
   what we handled at those sequence numbers, otherwise an encoder restart (a reset): the
@@ -44,13 +48,13 @@ class Follower:
                  state: StateStore, *, stream_id: str | None = None, variant: str = "auto",
                  poll_interval: float | None = None, stall_after: float = 3.0,
                  download_attempts: int = 3, fetcher: Fetcher | None = None,
-                 clock: Callable[[], float] = time.time):
+                 max_pending: int = 1000, clock: Callable[[], float] = time.time):
         if "://" not in source:  # a local path: absolute, so the stream id names its folder
             source = str(Path(source).resolve())
         self.source, self.publish, self.sink, self.states = source, publish, sink, state
         self.stream_id = stream_id or default_stream_id(source)
         self.variant, self.poll_interval, self.stall_after = variant, poll_interval, stall_after
-        self.download_attempts = download_attempts
+        self.download_attempts, self.max_pending = download_attempts, max_pending
         self.fetcher = fetcher or Fetcher()
         self.assembler = SegmentAssembler(self.fetcher)
         self.clock = clock
@@ -61,7 +65,9 @@ class Follower:
         self.emitted = 0
         self.last_new_at = clock()
         self._download_failures: dict[int, int] = {}
-        self._last_problem: str | None = None
+        self._problems: dict[str, str | None] = {}  # "playlist" / "bus" → the problem going on
+        self._outbox_full = False
+        self._kept = threading.Event()  # wakes the publisher when an event was kept
 
     # -- one reload ---------------------------------------------------------------------------
 
@@ -79,9 +85,10 @@ class Follower:
                     raise FetchError(chosen.uri, "not_hls", "a variant is itself a master playlist")
         return parsed
 
-    def poll_once(self) -> list[SegmentEvent]:
+    def poll_once(self, publish: bool = True) -> list[SegmentEvent]:
         """Reload and emit what is new. Raises FetchError when the playlist cannot be read, and
-        the bus's error when publishing fails (progress up to that segment is kept)."""
+        the bus's error when publishing fails (the events stay in the outbox). ``publish``
+        False: only keep (the publisher thread of ``run`` publishes)."""
         playlist = self.reload()
         self.target_duration = playlist.target_duration or self.target_duration
         now, st = self.clock(), self.state
@@ -106,23 +113,52 @@ class Follower:
             metrics.STREAM_SEGMENTS.labels("missed").inc(gone)
         events = []
         for entry in new:
+            if self._full():
+                break  # downloaded later, once the bus has taken some (or counted missed)
             event = self._take(entry, now)
             if event is False:
                 break  # retried at the next reload, keeping the stream in order
-            if event is not None:
-                with _stage("publish"):
-                    self.publish(event)
-                metrics.STREAM_SEGMENTS.labels("emitted").inc()
-                self.emitted += 1
-                if entry.discontinuity:
-                    metrics.PLAYLIST_EVENTS.labels("discontinuity").inc()
-                events.append(event)
+            if event is not None and entry.discontinuity:
+                metrics.PLAYLIST_EVENTS.labels("discontinuity").inc()
             st.last_sequence = entry.media_sequence + st.offset
             st.last_media_sequence = entry.media_sequence
             st.remember(entry.media_sequence, entry.listed_uri)
-            self.states.save(st)
+            self.states.save(st, event.model_dump_json() if event else None)
+            if event is not None:
+                events.append(event)
+                self._kept.set()
+        metrics.OUTBOX_PENDING.labels(self.stream_id).set(self.states.pending_count(self.stream_id))
         self._track_progress(playlist, bool(events), now)
+        if publish:
+            self.publish_pending()
         return events
+
+    def _full(self) -> bool:
+        full = self.states.pending_count(self.stream_id) >= self.max_pending
+        if full and not self._outbox_full:
+            log.error("%s: %d segments are kept but not yet on the bus (the outbox is full): no "
+                      "more downloads until the bus takes them; segments that leave the playlist "
+                      "window meanwhile will be counted missed", self.stream_id, self.max_pending)
+            metrics.OUTBOX_FULL.labels(self.stream_id).inc()
+        elif not full and self._outbox_full:
+            log.info("%s: the outbox has room again; downloading", self.stream_id)
+        self._outbox_full = full
+        return full
+
+    def publish_pending(self) -> int:
+        """Publish the outbox in order, each event removed once the bus has it; raises the bus's
+        error at the first that fails (it and those after it stay for the next try)."""
+        count = 0
+        while batch := self.states.pending(self.stream_id):
+            for outbox_id, event in batch:
+                with _stage("publish"):
+                    self.publish(SegmentEvent.model_validate_json(event))
+                self.states.published(outbox_id)
+                metrics.STREAM_SEGMENTS.labels("emitted").inc()
+                self.emitted += 1
+                count += 1
+        metrics.OUTBOX_PENDING.labels(self.stream_id).set(0)
+        return count
 
     def _take(self, entry, now: float) -> SegmentEvent | None | bool:
         """Download and keep one segment: its event, None when given up, False to retry later."""
@@ -185,25 +221,50 @@ class Follower:
         the first reload they raise unless ``wait_for_stream`` (the stream may not exist yet)."""
         started = False
         metrics.STREAMS_STALLED.labels(self.stream_id).set(0)
+        done = threading.Event()  # the playlist ended: the publisher drains the outbox and stops
+        publisher = threading.Thread(target=self._publish_loop, args=(stop, done), daemon=True,
+                                     name=f"publisher-{self.stream_id}")
+        publisher.start()  # first, whatever a previous run left in the outbox
+        try:
+            while not stop.is_set():
+                progressed = False
+                try:
+                    progressed = bool(self.poll_once(publish=False))
+                    started = True
+                    self._problem("playlist", None)
+                except FetchError as exc:
+                    metrics.PLAYLIST_EVENTS.labels(exc.reason).inc()
+                    if not started and not wait_for_stream:
+                        raise
+                    self._problem("playlist", f"cannot read the playlist {exc}; retrying")
+                if self.ended:
+                    log.info("%s: the playlist ended (ENDLIST) at sequence %d", self.stream_id,
+                             self.state.last_sequence)
+                    return
+                stop.wait(self._interval(progressed))
+        finally:
+            done.set()
+            self._kept.set()
+            publisher.join()  # until the outbox is empty, or stop
+
+    def _publish_loop(self, stop: threading.Event, done: threading.Event) -> None:
+        """Move outbox events onto the bus, in order; a bus error is reported, counted and
+        retried every second while the downloads go on."""
         while not stop.is_set():
-            progressed = False
             try:
-                progressed = bool(self.poll_once())
-                started = True
-                self._problem(None)
-            except FetchError as exc:
-                metrics.PLAYLIST_EVENTS.labels(exc.reason).inc()
-                if not started and not wait_for_stream:
-                    raise
-                self._problem(f"cannot read the playlist {exc}; retrying")
-            except Exception as exc:  # the bus: kafka-python reconnects; we retry the segment
+                self.publish_pending()
+                self._problem("bus", None)
+            except Exception as exc:  # kafka-python reconnects by itself; we try again
                 metrics.BUS_ERRORS.labels("publish").inc()
-                self._problem(f"cannot publish to the bus ({exc.__class__.__name__}: {exc}); retrying")
-            if self.ended:
-                log.info("%s: the playlist ended (ENDLIST) at sequence %d", self.stream_id,
-                         self.state.last_sequence)
+                metrics.OUTBOX_PENDING.labels(self.stream_id).set(self.states.pending_count(self.stream_id))
+                self._problem("bus", f"cannot publish to the bus ({exc.__class__.__name__}: {exc}); "
+                              f"{self.states.pending_count(self.stream_id)} segment(s) kept, waiting for it")
+                stop.wait(1.0)
+                continue
+            if done.is_set():
                 return
-            stop.wait(self._interval(progressed))
+            self._kept.wait(1.0)
+            self._kept.clear()
 
     def _interval(self, progressed: bool) -> float:
         if self.poll_interval is not None:
@@ -211,14 +272,15 @@ class Follower:
         # RFC 8216 §6.3.4: reload after a target duration, after half of it when unchanged.
         return self.target_duration if progressed else self.target_duration / 2
 
-    def _problem(self, message: str | None) -> None:
+    def _problem(self, kind: str, message: str | None) -> None:
         """Log a problem when it starts or changes, and its end, not at every reload."""
-        if message != self._last_problem:
+        last = self._problems.get(kind)
+        if message != last:
             if message:
                 log.warning("%s: %s", self.stream_id, message)
-            elif self._last_problem:
-                log.info("%s: recovered", self.stream_id)
-        self._last_problem = message
+            elif last:
+                log.info("%s: %s recovered", self.stream_id, kind)
+        self._problems[kind] = message
 
 
 class _stage:

@@ -6,6 +6,11 @@ Besides the position, the state keeps what the last ``RECENT`` handled entries w
 apart — a stale copy from a CDN lists what we handled at those numbers, a restarted encoder
 lists something else. Kept in memory only, a restarted follower meeting a stale copy would take
 it for an encoder restart and emit its segments again under new sequence numbers.
+
+The same file holds the **outbox**: the events of segments already kept (spool or S3) but not
+yet on the bus. A segment's event and the stream's new position are written in one
+transaction, so the follower can go on downloading while the bus is down, and a restart
+publishes what was pending, in order, before anything new.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class StateStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(streams)")}
         if "recent" not in columns:  # a state file written before the column existed
             self._db.execute("ALTER TABLE streams ADD COLUMN recent TEXT NOT NULL DEFAULT '{}'")
+        self._db.execute("""CREATE TABLE IF NOT EXISTS outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, stream_id TEXT NOT NULL, event TEXT NOT NULL)""")
         self._lock = threading.Lock()
 
     def load(self, stream_id: str) -> StreamState:
@@ -57,12 +64,35 @@ class StateStore:
         recent = {int(k): v for k, v in json.loads(row[3]).items()}
         return StreamState(stream_id, row[0], row[1], row[2], recent)
 
-    def save(self, s: StreamState) -> None:
+    def save(self, s: StreamState, event: str | None = None) -> None:
+        """The stream's position, and with it (same transaction) the event to publish."""
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO streams (stream_id, last_sequence, offset, "
-                             "last_media_sequence, recent) VALUES (?, ?, ?, ?, ?)",
-                             (s.stream_id, s.last_sequence, s.offset, s.last_media_sequence,
-                              json.dumps(s.recent)))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT OR REPLACE INTO streams (stream_id, last_sequence, offset, "
+                                 "last_media_sequence, recent) VALUES (?, ?, ?, ?, ?)",
+                                 (s.stream_id, s.last_sequence, s.offset, s.last_media_sequence,
+                                  json.dumps(s.recent)))
+                if event is not None:
+                    self._db.execute("INSERT INTO outbox (stream_id, event) VALUES (?, ?)", (s.stream_id, event))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def pending(self, stream_id: str, limit: int = 100) -> list[tuple[int, str]]:
+        """Events kept but not yet published, oldest first: (outbox id, event JSON)."""
+        with self._lock:
+            return self._db.execute("SELECT id, event FROM outbox WHERE stream_id = ? ORDER BY id LIMIT ?",
+                                    (stream_id, limit)).fetchall()
+
+    def pending_count(self, stream_id: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM outbox WHERE stream_id = ?", (stream_id,)).fetchone()[0]
+
+    def published(self, outbox_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
 
     def close(self) -> None:
         self._db.close()

@@ -308,3 +308,68 @@ def test_an_s3_stream_is_followed_and_segments_are_uploaded(aws, tmp_path):
     body = s3.get_object(Bucket="archive", Key="live/s3_encoder-out_cam9/00000006-seg_00006.ts")["Body"].read()
     assert body == b"segment seg_00006.ts"
     assert published[0].source_uri == "s3://encoder-out/cam9/seg_00005.ts"
+
+
+class FlakyBus(list):
+    """A publish that fails while ``down`` is set, as a broker outage does."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = threading.Event()
+
+    def __call__(self, event):
+        if self.down.is_set():
+            raise ConnectionError("the broker is down")
+        self.append(event)
+
+
+def test_a_bus_outage_three_windows_long_loses_nothing_and_keeps_the_order(stream, tmp_path):
+    """The follower keeps downloading while the bus is down (the encoder's window slides on and
+    deletes what nobody read); the kept segments wait in the outbox and go out in order."""
+    bus = FlakyBus()
+    f = Follower(str(stream / "live.m3u8"), bus, DirSink(tmp_path / "spool"), StateStore(tmp_path / "state.db"),
+                 stream_id="cam1", poll_interval=0.02)
+    write_playlist(stream, 0, 3)
+    stop = threading.Event()
+    thread = threading.Thread(target=f.run, args=(stop,), daemon=True)
+    missed = metric("clipwatch_stream_segments_total", outcome="missed")
+    thread.start()
+    try:
+        wait_until(lambda: len(bus) == 3, "the first three segments on the bus")
+        bus.down.set()
+        for first in range(1, 11):  # the 3-segment window slides 10 times: 3+ windows of outage
+            write_playlist(stream, first, 3)
+            (stream / f"seg_{first - 1:05d}.ts").unlink()  # delete_segments
+            wait_until(lambda: f.state.last_media_sequence == first + 2, f"segment {first + 2} kept")
+        assert len(bus) == 3 and f.states.pending_count("cam1") == 10
+        assert metric("clipwatch_stream_outbox_pending", stream="cam1") == 10
+        bus.down.clear()
+        write_playlist(stream, 10, 3, ended=True)
+        joined(thread, "the follower at ENDLIST", timeout_s=60)
+    finally:
+        stop.set()
+        bus.down.clear()
+    assert [e.sequence for e in bus] == list(range(13))
+    assert metric("clipwatch_stream_segments_total", outcome="missed") - missed == 0
+    assert f.states.pending_count("cam1") == 0
+
+
+def test_the_outbox_is_bounded_and_a_restart_publishes_what_was_pending_first(stream, tmp_path):
+    bus = FlakyBus()
+    bus.down.set()
+    write_playlist(stream, 0, 6)
+    f = Follower(str(stream / "live.m3u8"), bus, DirSink(tmp_path / "spool"), StateStore(tmp_path / "state.db"),
+                 stream_id="cam1", max_pending=4)
+    full = metric("clipwatch_stream_outbox_full_total", stream="cam1")
+    with pytest.raises(ConnectionError):
+        f.poll_once()
+    assert f.state.last_media_sequence == 3 and f.states.pending_count("cam1") == 4  # 4 kept, then paused
+    assert metric("clipwatch_stream_outbox_full_total", stream="cam1") - full == 1
+    # A new process, the bus back: the four pending go out first, then the rest, in order.
+    bus.down.clear()
+    g = Follower(str(stream / "live.m3u8"), bus, DirSink(tmp_path / "spool"), StateStore(tmp_path / "state.db"),
+                 stream_id="cam1", max_pending=4)
+    g.poll_once()  # still full when it reloads: publishes the four
+    assert [e.sequence for e in bus] == [0, 1, 2, 3]
+    g.poll_once()
+    assert [e.sequence for e in bus] == [0, 1, 2, 3, 4, 5]
