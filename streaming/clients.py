@@ -28,6 +28,13 @@ class InvokeFailed(Exception):
         """The endpoint is busy, not failing: wait and try again, as long as it takes."""
         return self.status == 429 or self.code in ("overloaded", "ThrottlingException")
 
+    @property
+    def endpoint_down(self) -> bool:
+        """Nothing answered for the endpoint (refused, timed out, a proxy's 502/503/504): not this
+        segment's fault, so it waits for the endpoint instead of spending its attempts."""
+        return self.code in ("unreachable", "ServiceUnavailable", "ModelNotReadyException") \
+            or self.status in (502, 503, 504)
+
 
 def retry_after(headers) -> float | None:
     """Retry-After in seconds (the delta form; an HTTP date is rare enough to ignore)."""

@@ -137,9 +137,10 @@ class Worker:
         return outcome
 
     def _invoke(self, event: SegmentEvent) -> Prediction | None:
-        """Failures count against ``max_attempts``; an overloaded endpoint (429, throttling)
-        does not: the segment waits as long as the endpoint asks (Retry-After, at least the
-        backoff) and is never dead-lettered for being early."""
+        """Failures count against ``max_attempts``; an overloaded endpoint (429, throttling) or
+        one that is down (nothing answers, 502/503/504) does not: the segment waits as long as
+        it takes (Retry-After, at least the backoff, capped) and is never dead-lettered for a
+        fault that is not its own. Stopping hands it back to the group."""
         attempt = overloaded = 0
         while True:
             started = time.perf_counter()
@@ -148,12 +149,13 @@ class Worker:
                 metrics.STREAM_STAGE_SECONDS.labels("invoke").observe(time.perf_counter() - started)
                 return prediction
             except InvokeFailed as exc:
-                if exc.overloaded:
+                if exc.overloaded or exc.endpoint_down:
                     overloaded += 1
-                    delay = max(exc.retry_after_s or 0.0, self.backoff.delay(min(overloaded, 6)))
-                    log.warning("%s#%d: the endpoint is overloaded (%s); retrying in %.1f s", event.stream_id,
-                                event.sequence, exc.message, delay)
-                    metrics.STREAM_SEGMENTS.labels("throttled").inc()
+                    delay = max(exc.retry_after_s or 0.0, self.backoff.delay(min(overloaded, 8)))
+                    what = "overloaded" if exc.overloaded else "down"
+                    log.warning("%s#%d: the endpoint is %s (%s); retrying in %.1f s", event.stream_id,
+                                event.sequence, what, exc.message, delay)
+                    metrics.STREAM_SEGMENTS.labels("throttled" if exc.overloaded else "endpoint_down").inc()
                 else:
                     attempt += 1
                     if not exc.retryable or attempt >= self.max_attempts:

@@ -125,9 +125,10 @@ def test_a_poison_segment_is_dead_lettered_and_the_stream_moves_on(endpoint, sma
 
 
 class _Flaky(http.server.BaseHTTPRequestHandler):
-    """Answers 503 ``failures`` times, then forwards to the real endpoint."""
+    """Answers ``status`` (500) ``failures`` times, then forwards to the real endpoint."""
 
     failures = 0
+    status = 500
     upstream = ""
     calls = 0
 
@@ -135,7 +136,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
         type(self).calls += 1
         body = self.rfile.read(int(self.headers["content-length"]))
         if type(self).calls <= type(self).failures:
-            self.send_response(503)
+            self.send_response(type(self).status)
             self.end_headers()
             self.wfile.write(b"upstream busy")
             return
@@ -160,8 +161,8 @@ def served(endpoint):
         yield server
 
 
-def flaky_server(upstream: str, failures: int):
-    handler = type("Flaky", (_Flaky,), {"failures": failures, "upstream": upstream, "calls": 0})
+def flaky_server(upstream: str, failures: int, status: int = 500):
+    handler = type("Flaky", (_Flaky,), {"failures": failures, "upstream": upstream, "calls": 0, "status": status})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, handler
@@ -183,8 +184,26 @@ def test_5xx_is_retried_with_backoff_then_dead_lettered(served, endpoint, small_
         publish(bus, event(small_segments["seg0"], 4))
         drain(bus, Worker(bus, client, TOPICS, max_attempts=3, backoff=FAST))
         [letter] = values(bus, TOPICS.dead_letter, DeadLetter)
-        assert (letter.error_code, letter.attempts, handler.calls) == ("http_503", 3, 3)
+        assert (letter.error_code, letter.attempts, handler.calls) == ("http_500", 3, 3)
         assert endpoint.store.get_prediction("cam", 4) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_endpoint_that_is_down_does_not_spend_a_segments_attempts(served, endpoint, small_segments):
+    """503s from the proxy in front of a stopped endpoint, then refused connections: the worker
+    waits for the endpoint (backoff, capped) instead of dead-lettering the segment."""
+    server, handler = flaky_server(served.url, failures=4, status=503)
+    try:
+        bus = InProcessBus()
+        publish(bus, event(small_segments["seg0"], 11))
+        down = metric("clipwatch_stream_segments_total", outcome="endpoint_down")
+        drain(bus, Worker(bus, HttpClient(f"http://127.0.0.1:{server.server_address[1]}"), TOPICS,
+                          max_attempts=2, backoff=FAST))
+        assert handler.calls == 5 and bus.messages(TOPICS.dead_letter) == []
+        assert metric("clipwatch_stream_segments_total", outcome="endpoint_down") - down == 4
+        assert endpoint.store.get_prediction("cam", 11) is not None
     finally:
         server.shutdown()
         server.server_close()
