@@ -242,3 +242,13 @@ def invoke(client, key: str, sequence: int) -> dict:
     if prediction.get("stored") is not True:
         console.print(f"[yellow]warning: sequence {sequence} was not stored as a new prediction")
     return {**prediction["timings_ms"], "client": round(wall_ms, 2)}
+
+
+def plot_rss(ax, xs: list[float], points: list[dict], xlabel: str) -> None:
+    """The endpoint's RSS over ``xs``: main process + decode workers, and the main process."""
+    ax.plot(xs, [p["total_mb"] for p in points], label="main + decode workers")
+    ax.plot(xs, [p["main_mb"] for p in points], label="main process")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("RSS (MB)")
+    ax.set_ylim(bottom=0)
+    ax.legend()

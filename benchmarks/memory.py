@@ -29,7 +29,7 @@ import numpy as np
 
 from clipwatch.localstack import LocalAws
 from clipwatch.testmedia import render_segment
-from harness import BUCKET, ServerProcess, console, invoke, progress, runtime_client
+from harness import BUCKET, ServerProcess, console, invoke, plot_rss, progress, runtime_client
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "models" / "demo"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "benchmarks" / "memory.json"  # untracked
@@ -122,12 +122,7 @@ def _plot(result: dict, out: Path) -> None:
 
     pts = result["points"]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot([p["requests"] for p in pts], [p["total_mb"] for p in pts], label="main + decode workers")
-    ax.plot([p["requests"] for p in pts], [p["main_mb"] for p in pts], label="main process")
-    ax.set_xlabel("requests served")
-    ax.set_ylabel("RSS (MB)")
-    ax.set_ylim(bottom=0)
-    ax.legend()
+    plot_rss(ax, [p["requests"] for p in pts], pts, "requests served")
     ax.set_title(f"Endpoint memory over {result['requests']} requests "
                  f"(growth after warm-up {result['growth_after_warmup_mb']:+.1f} MB)", fontsize=10)
     fig.tight_layout()

@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from clipwatch.localstack import LocalAws
 from clipwatch.testmedia import render_segment
-from harness import BUCKET, ServerProcess, console, invoke, runtime_client
+from harness import BUCKET, ServerProcess, console, invoke, plot_rss, runtime_client
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "models" / "demo"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "benchmarks" / "overload.json"  # untracked
@@ -129,12 +129,7 @@ def _plot(result: dict, out: Path) -> None:
 
     pts = result["points"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax.plot([p["s"] / 60 for p in pts], [p["total_mb"] for p in pts], label="main + decode workers")
-    ax.plot([p["s"] / 60 for p in pts], [p["main_mb"] for p in pts], label="main process")
-    ax.set_xlabel("minutes of overload")
-    ax.set_ylabel("RSS (MB)")
-    ax.set_ylim(bottom=0)
-    ax.legend()
+    plot_rss(ax, [p["s"] / 60 for p in pts], pts, "minutes of overload")
     for code in sorted({k for p in pts for k in p} - {"s", "total_mb", "main_mb", "processes"}):
         bx.plot([p["s"] / 60 for p in pts], [p.get(code, 0) for p in pts], label=code)
     bx.set_xlabel("minutes of overload")
