@@ -58,8 +58,8 @@ STREAMS_STALLED = Gauge("clipwatch_stream_stalled", "1 while a stream has had no
 STREAM_STALLS = Counter("clipwatch_stream_stalls_total", "Times a stream stalled", ["stream"])
 OUTBOX_PENDING = Gauge("clipwatch_stream_outbox_pending", "Segments kept but not yet published to the bus "
                        "(the bus is down or slow)", ["stream"])
-OUTBOX_FULL = Counter("clipwatch_stream_outbox_full_total", "Reloads at which the outbox was full, so "
-                      "downloading paused until the bus took events again", ["stream"])
+OUTBOX_FULL = Counter("clipwatch_stream_outbox_full_total", "Times the outbox filled up, so downloading "
+                      "paused until the bus took events again", ["stream"])
 CONSUMER_LAG = Gauge("clipwatch_consumer_lag", "Segment events waiting for this worker's group "
                      "(end offset minus position, summed over its partitions)", ["group"])
 BUS_ERRORS = Counter("clipwatch_bus_errors_total", "Bus operations that failed (and were retried)",
