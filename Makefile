@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The infrastructure scanner (tests/test_infra_scan.py) in a venv of its own: its pins conflict
+# with the project's.
+CHECKOV := .venv-checkov/bin/checkov
 APT_PACKAGES := ffmpeg libgl1 libglib2.0-0 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -53,8 +56,6 @@ ui:
 # pip's configured indexes and find-links where there are some, else from PyTorch's CPU index.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-# The infrastructure scanner in a venv of its own: its pins conflict with the project's.
-CHECKOV := .venv-checkov/bin/checkov
 $(CHECKOV): infra/checkov.requirements
 	[ -x .venv-checkov/bin/python ] || $(PYTHON) -m venv .venv-checkov
 	.venv-checkov/bin/python -m pip install -q -r infra/checkov.requirements
