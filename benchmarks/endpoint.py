@@ -40,7 +40,6 @@ import inference  # noqa: F401,I001
 import mxnet as mx  # noqa: I001
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -61,7 +60,7 @@ import harness
 from agreement import measure_agreement, measure_real_agreement
 from clipwatch.localstack import LocalAws
 from harness import (BUCKET, NUM_CLASSES, SEGMENT, RssSampler, ServerProcess, build_r50_model_dir,
-                     calibrate_int8, console, invoke, percentiles, progress, runtime_client,
+                     calibrate_int8, console, invoke, percentiles, progress, runtime_client, save_results,
                      upload_footage, upload_segments)
 from inference.decode import scaled_size
 from inference.model import InputSpec, ModelCard
@@ -461,10 +460,7 @@ def main(argv=None) -> int:
         "baseline": baseline,
         "agreement": agreement,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, args.out.with_suffix(".png"))
-    console.print(f"results written to {args.out} and {args.out.with_suffix('.png')}")
+    save_results(results, args.out, plot)
     return 0
 
 

@@ -252,3 +252,11 @@ def plot_rss(ax, xs: list[float], points: list[dict], xlabel: str) -> None:
     ax.set_ylabel("RSS (MB)")
     ax.set_ylim(bottom=0)
     ax.legend()
+
+
+def save_results(result: dict, out: Path, plot) -> None:
+    """``out`` (JSON) and the picture ``plot(result, path)`` draws beside it (.png)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, out.with_suffix(".png"))
+    console.print(f"results written to {out} and {out.with_suffix('.png')}")

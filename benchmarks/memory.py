@@ -14,7 +14,6 @@ from __future__ import annotations
 import inference  # noqa: F401,I001
 
 import argparse
-import json
 import logging
 import shlex
 import sys
@@ -29,7 +28,7 @@ import numpy as np
 
 from clipwatch.localstack import LocalAws
 from clipwatch.testmedia import render_segment
-from harness import BUCKET, ServerProcess, console, invoke, plot_rss, progress, runtime_client
+from harness import BUCKET, ServerProcess, console, invoke, plot_rss, progress, runtime_client, save_results
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "models" / "demo"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "benchmarks" / "memory.json"  # untracked
@@ -101,16 +100,13 @@ def main(argv=None) -> int:
         "slope_mb_per_1000_requests": round(slope, 1),
         "points": points,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    _plot(result, args.out.with_suffix(".png"))
+    save_results(result, args.out, _plot)
     r = result["rss_mb"]
     console.print(f"{args.requests} requests in {wall:.0f} s; endpoint RSS (main + workers): start "
                   f"{r['start']:.0f} MB, after {args.warmup} requests {r['after_warmup']:.0f} MB, "
                   f"end {r['end']:.0f} MB, peak {r['peak']:.0f} MB; growth after warm-up "
                   f"{result['growth_after_warmup_mb']:+.1f} MB (fit: "
                   f"{result['slope_mb_per_1000_requests']:+.1f} MB per 1,000 requests)")
-    console.print(f"results written to {args.out} and {args.out.with_suffix('.png')}")
     return 0
 
 

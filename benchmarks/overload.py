@@ -13,7 +13,6 @@ from __future__ import annotations
 import inference  # noqa: F401,I001
 
 import argparse
-import json
 import logging
 import shlex
 import sys
@@ -30,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from clipwatch.localstack import LocalAws
 from clipwatch.testmedia import render_segment
-from harness import BUCKET, ServerProcess, console, invoke, plot_rss, runtime_client
+from harness import BUCKET, ServerProcess, console, invoke, plot_rss, save_results, runtime_client
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "models" / "demo"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "benchmarks" / "overload.json"  # untracked
@@ -109,15 +108,12 @@ def main(argv=None) -> int:
                    "end": points[-1]["total_mb"], "peak": max(pt["total_mb"] for pt in points)},
         "slope_mb_per_min_after_1_min": round(slope, 2), "points": points,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    _plot(result, args.out.with_suffix(".png"))
+    save_results(result, args.out, _plot)
     r = result["rss_mb"]
     console.print(f"{args.minutes:g} min, {args.clients} clients: {dict(outcomes)}; served "
                   f"{result['served_per_min']}/min; endpoint RSS {r['first']:.0f} → {r['end']:.0f} MB "
                   f"(peak {r['peak']:.0f}, {result['slope_mb_per_min_after_1_min']:+.2f} MB/min after the "
                   f"first minute); healthy after: {alive}")
-    console.print(f"results written to {args.out} and {args.out.with_suffix('.png')}")
     return 0
 
 
