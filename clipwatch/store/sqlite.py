@@ -99,9 +99,7 @@ class SqliteStore:
                  int(p.review.needs_review), p.created_at, p.model_dump_json(exclude={"stored"})),
             )
             if cur.rowcount == 1 and task is not None:
-                db.execute("INSERT OR IGNORE INTO review_tasks VALUES (?, ?, ?, ?, ?, ?)",
-                           (task.task_id, task.stream_id, task.sequence, task.status, task.created_at,
-                            task.model_dump_json()))
+                _insert_task(db, task)
             return cur.rowcount == 1
 
     def get_prediction(self, stream_id: str, sequence: int) -> Optional[Prediction]:
@@ -142,11 +140,7 @@ class SqliteStore:
 
     def put_review_task(self, task: ReviewTask) -> bool:
         with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO review_tasks VALUES (?, ?, ?, ?, ?, ?)",
-                (task.task_id, task.stream_id, task.sequence, task.status, task.created_at,
-                 task.model_dump_json()))
-            return cur.rowcount == 1
+            return _insert_task(self._db, task)
 
     def get_review_task(self, task_id: str) -> Optional[ReviewTask]:
         rows = self._rows("SELECT body FROM review_tasks WHERE task_id = ?", (task_id,))
@@ -198,3 +192,11 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _insert_task(db: sqlite3.Connection, task: ReviewTask) -> bool:
+    """Insert a review task unless one with its id exists; True if inserted."""
+    cur = db.execute("INSERT OR IGNORE INTO review_tasks VALUES (?, ?, ?, ?, ?, ?)",
+                     (task.task_id, task.stream_id, task.sequence, task.status, task.created_at,
+                      task.model_dump_json()))
+    return cur.rowcount == 1
