@@ -236,7 +236,7 @@ def _leading_pictures(ctx, packets) -> set[int]:
         length_size = _length_size(ctx.extradata or b"", "hevc")
         out = set()
         for i in range(first + 1, len(packets)):
-            types = _nal_types(bytes(packets[i]), length_size, "hevc")
+            types = [(h >> 1) & 0x3F for h in _nal_headers(bytes(packets[i]), length_size)]
             if any(t in HEVC_IRAP for t in types):
                 break
             if any(t in HEVC_RASL for t in types):
@@ -253,20 +253,19 @@ def _length_size(extradata: bytes, codec: str) -> int | None:
     return (extradata[at] & 3) + 1
 
 
-def _nal_types(payload: bytes, length_size: int | None, codec: str) -> list[int]:
-    """The NAL unit types in one access unit."""
-    headers = []
+def _nal_headers(payload: bytes, length_size: int | None):
+    """The first byte of each NAL unit in one access unit (Annex B start codes, or the
+    length-prefixed units of MP4 when ``length_size`` is given), lazily."""
     if length_size is None:
         at = payload.find(b"\x00\x00\x01")
         while 0 <= at < len(payload) - 3:
-            headers.append(payload[at + 3])
+            yield payload[at + 3]
             at = payload.find(b"\x00\x00\x01", at + 3)
-    else:
-        at = 0
-        while at + length_size < len(payload):
-            headers.append(payload[at + length_size])
-            at += length_size + int.from_bytes(payload[at:at + length_size], "big")
-    return [(h >> 1) & 0x3F if codec == "hevc" else h & 0x1F for h in headers]
+        return
+    at = 0
+    while at + length_size < len(payload):
+        yield payload[at + length_size]
+        at += length_size + int.from_bytes(payload[at:at + length_size], "big")
 
 
 def _disposable_check(ctx):
@@ -284,22 +283,7 @@ def _disposable_check(ctx):
 
 def _first_slice_header(payload: bytes, length_size: int | None) -> int | None:
     """The NAL header byte of the first coded slice (types 1 and 5) in an access unit."""
-    if length_size is None:
-        at = payload.find(b"\x00\x00\x01")
-        while 0 <= at < len(payload) - 3:
-            header = payload[at + 3]
-            if header & 0x1F in (1, 5):
-                return header
-            at = payload.find(b"\x00\x00\x01", at + 3)
-        return None
-    at = 0
-    while at + length_size < len(payload):
-        size = int.from_bytes(payload[at:at + length_size], "big")
-        header = payload[at + length_size]
-        if header & 0x1F in (1, 5):
-            return header
-        at += length_size + size
-    return None
+    return next((h for h in _nal_headers(payload, length_size) if h & 0x1F in (1, 5)), None)
 
 
 # ---------------------------------------------------------------------------------------------
