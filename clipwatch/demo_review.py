@@ -61,7 +61,7 @@ def prepare(out_dir: Path, store, store_url: str, label_sources: list[Path]) -> 
         labels += [c for c in (line.strip() for line in source.read_text().splitlines()) if c and c not in labels]
     labels_file = out_dir / "review-labels.txt"
     labels_file.write_text("\n".join(labels) + "\n")
-    pending = sum(t.status == "pending" for t in store.review_tasks())
+    pending = len(store.review_tasks("pending", limit=10_000))
     return ReviewHandoff(store_url, users, labels_file, out_dir, token, pending)
 
 

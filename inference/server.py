@@ -44,7 +44,7 @@ class Admission:
 
     def enter(self) -> None:
         if self.in_flight >= self.max_queue:
-            wait = max(1, min(60, math.ceil(self.mean_s * self.in_flight / self.max_queue)))
+            wait = max(1, min(60, math.ceil(self.mean_s)))
             raise Overloaded(f"{self.in_flight} invocations in flight, the endpoint queues at most "
                              f"{self.max_queue}: retry after {wait} s", wait)
         self.in_flight += 1

@@ -37,8 +37,9 @@ class InvokeFailed(Exception):
 
 
 def retry_after(headers) -> float | None:
-    """Retry-After in seconds (the delta form; an HTTP date is rare enough to ignore)."""
-    value = (headers or {}).get("retry-after") or (headers or {}).get("Retry-After")
+    """Retry-After in seconds (the delta form; an HTTP date is rare enough to ignore). httpx's
+    headers match names in any case; botocore's are lower-cased."""
+    value = (headers or {}).get("retry-after")
     try:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:

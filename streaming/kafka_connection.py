@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,7 +39,6 @@ class KafkaConnection:
     security_protocol: str = "PLAINTEXT"
     cafile: Optional[str] = None
     region: Optional[str] = None  # kafka+iam only
-    _provider: list = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def from_url(cls, url: str) -> "KafkaConnection":
@@ -76,15 +76,14 @@ class KafkaConnection:
                 config["ssl_cafile"] = self.cafile
         if self.security_protocol == "SASL_SSL":
             config["sasl_mechanism"] = "OAUTHBEARER"
-            config["sasl_oauth_token_provider"] = self.token_provider()
+            config["sasl_oauth_token_provider"] = self.token_provider
         return config
 
-    def token_provider(self):
-        """One provider per connection object, shared by its clients (tokens are reused until
-        close to expiry, as kafka-python asks of providers)."""
-        if not self._provider:
-            self._provider.append(MskIamTokenProvider(self.region))
-        return self._provider[0]
+    @cached_property
+    def token_provider(self) -> "MskIamTokenProvider":
+        """One provider per connection, shared by its clients (tokens are reused until close to
+        expiry, as kafka-python asks of providers)."""
+        return MskIamTokenProvider(self.region)
 
 
 def _region_of(host_port: str) -> Optional[str]:
