@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # The infrastructure scanner (tests/test_infra_scan.py) in a venv of its own: its pins conflict
 # with the project's.
 CHECKOV := .venv-checkov/bin/checkov
+# Label Studio's SDK, which checks our Label Studio export (tests/test_export.py): its numpy
+# cannot live beside MXNet's, so it has a venv of its own too.
+LABELSTUDIO := .venv-labelstudio/.installed
 APT_PACKAGES := ffmpeg libgl1 libglib2.0-0 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -15,7 +18,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: $(STAMP) system-deps ui-current
 	$(VENV)/bin/clipwatch demo
 
-test: $(STAMP) system-deps ui-current $(CHECKOV)
+test: $(STAMP) system-deps ui-current $(CHECKOV) $(LABELSTUDIO)
 	$(PY) -m pytest -q
 
 # The README's pictures of the review tool, by the browser test that drives it (a plain test
@@ -61,6 +64,11 @@ $(CHECKOV): infra/checkov.requirements
 	.venv-checkov/bin/python -m pip install -q -r infra/checkov.requirements
 	touch $(CHECKOV)
 
+$(LABELSTUDIO): tests/labelstudio.requirements
+	[ -x .venv-labelstudio/bin/python ] || $(PYTHON) -m venv .venv-labelstudio
+	.venv-labelstudio/bin/python -m pip install -q -r tests/labelstudio.requirements
+	touch $(LABELSTUDIO)
+
 $(STAMP): requirements.lock pyproject.toml
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -76,4 +84,4 @@ lock:
 	  --annotation-style line --find-links /opt/wheels requirements.in -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .venv-checkov .pytest_cache
+	rm -rf $(VENV) .venv-checkov .venv-labelstudio .pytest_cache

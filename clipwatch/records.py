@@ -113,6 +113,33 @@ class ReviewDecision(BaseModel):
     reviews_required: int = 1  # independent reviews before consensus
 
 
+class WindowScore(BaseModel):
+    """The model's answer for one window of the segment (seconds from the segment's start)."""
+
+    start: float
+    end: float
+    label: str
+    confidence: float
+
+
+class ProposedSegment(BaseModel):
+    """A stretch the model labels one way: offered on the reviewer's timeline to accept, adjust
+    or delete, and to Label Studio as a prediction."""
+
+    start: float
+    end: float
+    label: str
+    confidence: float  # mean probability of ``label`` over the windows it covers
+
+
+class Presegmentation(BaseModel):
+    """Where the model thinks activities start and stop in a segment (inference.presegment)."""
+
+    windows: list[WindowScore] = Field(default_factory=list)
+    proposals: list[ProposedSegment] = Field(default_factory=list)
+    note: str = ""  # why there are none, when there are none
+
+
 class Prediction(BaseModel):
     """What the endpoint answers and the store keeps, keyed by (stream_id, sequence)."""
 
@@ -136,6 +163,8 @@ class Prediction(BaseModel):
     # The clip embedding (the classifier's input, averaged over clips, L2-normalised): the review
     # queue clusters uncertain segments on it so reviewers see diverse clips first.
     embedding: Optional[list[float]] = None
+    # For segments routed to review: the model's labels over sliding windows, as proposals.
+    presegmentation: Optional[Presegmentation] = None
     created_at: str = Field(default_factory=utc_now)
     stored: Optional[bool] = None  # did this invocation write it (False: a repeated event)
     # Written back by the review tool: "predicted" → "reviewed" (a person labelled it) →

@@ -92,6 +92,16 @@ def scaled_size(width: int, height: int, resize: tuple[int, int] | int) -> tuple
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def frame_source(data: bytes, resize: tuple[int, int] | int, num_threads: int = 0,
+                 decoder: str = DEFAULT_DECODER) -> "PyAVVideo | DecordVideo":
+    """The segment's frames by index (``num_frames``, ``fps``, ``keyframes()``, ``frames()``,
+    ``close()``), decoded by ``decoder``."""
+    check_decoder(decoder)
+    if not data:
+        raise UndecodableVideo("segment is empty (0 bytes)")
+    return (PyAVVideo if decoder == "pyav" else DecordVideo)(data, resize, num_threads)
+
+
 def decode_clips(data: bytes, sampler: ClipSampler, resize: tuple[int, int] | int = (340, 256),
                  window: tuple[float, float] | None = None, rng=None, num_threads: int = 0,
                  decoder: str = DEFAULT_DECODER) -> DecodedClips:
@@ -101,10 +111,7 @@ def decode_clips(data: bytes, sampler: ClipSampler, resize: tuple[int, int] | in
     segment); ``rng`` switches to random (training) sampling. ``num_threads`` = 0 lets libav
     pick (frame threads on every core); decode workers use 1 under load, as their parallelism
     is the pool's (frame threading costs ~10% more CPU per frame here)."""
-    check_decoder(decoder)
-    if not data:
-        raise UndecodableVideo("segment is empty (0 bytes)")
-    video = (PyAVVideo if decoder == "pyav" else DecordVideo)(data, resize, num_threads)
+    video = frame_source(data, resize, num_threads, decoder)
     try:
         num_frames = video.num_frames
         if num_frames == 0:

@@ -1,4 +1,5 @@
-"""One invocation, top to bottom: fetch → decode → preprocess → model → summarize → store.
+"""One invocation, top to bottom: fetch → decode → preprocess → model → summarize →
+(for a segment going to review) propose segments → store.
 
 This is the whole serving contract; the HTTP server, the SageMaker entry script and the
 in-process worker client all call ``Endpoint.invoke``.
@@ -23,40 +24,9 @@ from .batching import DynamicBatcher
 from .decode import DEFAULT_DECODER, decode_clips
 from .decode_pool import DecodePool
 from .model import Classifier
+from .presegment import presegment
 from .preprocess import center_crop_clips, normalize_clips
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits.astype(np.float64) / temperature
-    z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-@dataclass
-class Summary:
-    probabilities: np.ndarray  # calibrated, averaged over clips
-    top: list[int]  # class indices, best first
-    confidence: float
-    margin: float
-    entropy: float
-
-
-def summarize(logits: np.ndarray, temperature: float, top_k: int) -> Summary:
-    """Average the clips' calibrated probabilities and measure how sure the model is."""
-    probs = softmax(logits, temperature).mean(axis=0)
-    order = np.argsort(-probs)
-    second = float(probs[order[1]]) if len(order) > 1 else 0.0
-    entropy = float(-(probs * np.log(np.clip(probs, 1e-12, None))).sum())
-    return Summary(probs, [int(i) for i in order[:top_k]], float(probs[order[0]]),
-                   float(probs[order[0]]) - second, entropy)
-
-
-def embed(features: np.ndarray) -> list[float]:
-    """The clips' features averaged, then L2-normalised: one unit vector per segment."""
-    mean = features.astype(np.float64).reshape(len(features), -1).mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    return [float(v) for v in (mean / norm if norm > 0 else mean)]
+from .scoring import embed, summarize
 
 
 @dataclass
@@ -78,15 +48,21 @@ class Endpoint:
     def __init__(self, classifier: Classifier, reader: SegmentReader,
                  store: PredictionStore | None, policy: ReviewPolicy = ReviewPolicy(),
                  clips: int = 1, snap_to_keyframe: bool = True, top_k: int = 5,
-                 decode_workers: int = 0, max_batch_clips: int = 4, decoder: str = DEFAULT_DECODER):
+                 decode_workers: int = 0, max_batch_clips: int = 4, decoder: str = DEFAULT_DECODER,
+                 propose: bool = True):
         """``decode_workers`` > 0 decodes in that many worker processes (``inference.decode_pool``),
         0 in the calling thread, with ``decoder`` (``inference.decode``); concurrent invocations
-        share batched forwards of up to ``max_batch_clips`` clips (``inference.batching``)."""
+        share batched forwards of up to ``max_batch_clips`` clips (``inference.batching``).
+        ``propose``: segments routed to review also get the model's proposed segments
+        (``inference.presegment``; a window per half clip span, so ~2× the clip's model cost per
+        clip span of video, paid only for the segments people will look at)."""
         spec = classifier.card.input
         self.classifier, self.reader, self.store, self.policy = classifier, reader, store, policy
         self.sampler = spec.sampler(clips, snap_to_keyframe)
         self.top_k = top_k
         self.decoder = decoder
+        self.propose = propose
+        self.max_batch_clips = max_batch_clips
         self.decode_pool = DecodePool(decode_workers, decoder=decoder) if decode_workers > 0 else None
         self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
         metrics.MODEL_INFO.info({
@@ -125,13 +101,18 @@ class Endpoint:
                 else:
                     decoded = decode_clips(data, self.sampler, spec.resize, decoder=self.decoder)
                     decoded.frames = center_crop_clips(decoded.frames, spec.crop)
-                del data
             with timer.phase("preprocess"):
                 batch = normalize_clips(decoded.frames, spec.crop, spec.mean, spec.std)
             with timer.phase("model"):  # includes waiting for a batch slot under load
                 logits, features = self.model(batch)
             prediction = self._prediction(segment, logits, decoded.indices, timer.ms)
             prediction.embedding = embed(features)
+            if self.propose and prediction.review.needs_review:
+                with timer.phase("presegment"):
+                    prediction.presegmentation = presegment(
+                        data, self.model, self.classifier.classes, spec, self.classifier.card.temperature,
+                        decoder=self.decoder, max_batch=self.max_batch_clips)
+            del data
             with timer.phase("store"):
                 if self.store is not None:
                     task = save_prediction(self.store, prediction)

@@ -135,7 +135,7 @@ def create_app(endpoint: Endpoint, max_queue: int = DEFAULT_MAX_QUEUE) -> FastAP
 def build_app(model: str, settings, clips: int = 1, snap_to_keyframe: bool = True,
               runtime: str = "auto", precision: str = "auto", decode_workers: int | None = None,
               max_batch_clips: int = 4, decoder: str = DEFAULT_DECODER,
-              max_queue: int = DEFAULT_MAX_QUEUE) -> FastAPI:
+              max_queue: int = DEFAULT_MAX_QUEUE, propose: bool = True) -> FastAPI:
     """Load the model and wire the endpoint from settings, warmed up: decode workers running
     (``decode_workers`` None = one per core, 0 = decode in the request thread) and one forward
     done. ``runtime``/``precision``: see ``inference.runtime`` (auto = the fastest correct)."""
@@ -146,7 +146,7 @@ def build_app(model: str, settings, clips: int = 1, snap_to_keyframe: bool = Tru
     endpoint = Endpoint.from_settings(
         classifier, settings, clips=clips, snap_to_keyframe=snap_to_keyframe,
         decode_workers=default_workers() if decode_workers is None else decode_workers,
-        max_batch_clips=max_batch_clips, decoder=decoder)
+        max_batch_clips=max_batch_clips, decoder=decoder, propose=propose)
     endpoint.warm_up()
     app = create_app(endpoint, max_queue)
     app.router.on_shutdown.append(endpoint.close)

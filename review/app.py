@@ -353,7 +353,8 @@ def create_app(store: str | PredictionStore, users: str | Path | UsersFile, labe
             lines = exports.groundtruth_lines(store, service.labels, redact=redact)
             return Response("".join(json.dumps(x) + "\n" for x in lines), media_type="application/jsonl")
         if fmt == "labelstudio":
-            return JSONResponse(exports.labelstudio_tasks(store, redact=redact))
+            # the media are referenced as `clipwatch export --format labelstudio` writes them
+            return JSONResponse(exports.labelstudio_tasks(store, service.labels, redact=redact)[0])
         raise InvalidRequest(f"format {fmt!r}: the API exports groundtruth or labelstudio "
                              "(`clipwatch export --format training` writes a dataset folder)")
 

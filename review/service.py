@@ -11,7 +11,6 @@ the prediction (status ``reviewed``), and an auditor's approval or adjustment ma
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,9 +28,18 @@ from .agreement import agreement, consensus
 from .errors import InvalidAnnotation, LeaseConflict, TaskNotFound, WrongState
 from .queue import QueueItem, features_for, order_queue
 
-# Markup in free text is refused outright (and everything is escaped on output anyway): a
-# label that carries a tag or a script URL is a mistake or an attack, never a description.
-_MARKUP = re.compile(r"<\s*[a-zA-Z/!?]|javascript\s*:|&#|on[a-z]+\s*=", re.IGNORECASE)
+# Free text is taken as typed ("left hand < right hand" is a description, not an attack): what
+# keeps pages safe is escaping on output (autoescaped templates, textContent in the scripts, a
+# script-src 'self' CSP). Only what no one types is refused: control characters, which hide
+# text or break the line-based exports. Multi-line fields keep their line breaks.
+_SINGLE_LINE_OK = frozenset()
+_MULTI_LINE_OK = frozenset("\n\r\t")
+
+
+def _unprintable(text: str, allowed: frozenset = _SINGLE_LINE_OK) -> str | None:
+    """The first character of ``text`` that is neither printable nor allowed, as U+XXXX."""
+    bad = next((ch for ch in text if not ch.isprintable() and ch not in allowed), None)
+    return None if bad is None else f"U+{ord(bad):04X}"
 MAX_SEGMENTS = 200
 MAX_TRACKS = 8
 
@@ -151,8 +159,10 @@ class ReviewService:
         if len(set(tracks)) != len(tracks):
             raise InvalidAnnotation("track names must be unique")
         for name in tracks:
-            if _MARKUP.search(name) or not name.strip():
-                raise InvalidAnnotation(f"track name {name!r} is empty or contains markup")
+            bad = _unprintable(name)
+            if bad or not name.strip():
+                raise InvalidAnnotation(f"track name {name!r} is empty or holds a control character ({bad})"
+                                        if bad else "track names must not be empty")
         seen = set()
         for s in labels.segments:
             if s.id in seen:
@@ -166,13 +176,15 @@ class ReviewService:
             if s.end > duration + 0.05:  # a frame of slack for player rounding
                 raise InvalidAnnotation(f"segment {s.id} ends at {s.end:.3f} s, after the clip's "
                                         f"end ({duration:.3f} s)")
-            if _MARKUP.search(s.text):
-                raise InvalidAnnotation(f"segment {s.id}: text must be plain (no HTML or script)")
+            bad = _unprintable(s.text, _MULTI_LINE_OK)
+            if bad:
+                raise InvalidAnnotation(f"segment {s.id}: text holds a control character ({bad})")
         if labels.clip.label is not None and labels.clip.label not in known:
             raise InvalidAnnotation(f"clip label {labels.clip.label!r} is not one of "
                                     f"{', '.join(self.labels)}")
-        if _MARKUP.search(labels.clip.notes):
-            raise InvalidAnnotation("notes must be plain text (no HTML or script)")
+        bad = _unprintable(labels.clip.notes, _MULTI_LINE_OK)
+        if bad:
+            raise InvalidAnnotation(f"notes hold a control character ({bad})")
         if not labels.segments and labels.clip.label is None:
             raise InvalidAnnotation("label at least one segment or the whole clip")
         return duration, fps
@@ -232,8 +244,9 @@ class ReviewService:
                 raise InvalidAnnotation("an adjustment needs the corrected labels")
             timing = self.check(req.labels, t.segment_uri)
             adjusted = self._annotation(t, auditor, "auditor", req.labels, timing, utc_now())
-        if _MARKUP.search(req.comment):
-            raise InvalidAnnotation("comment must be plain text (no HTML or script)")
+        bad = _unprintable(req.comment, _MULTI_LINE_OK)
+        if bad:
+            raise InvalidAnnotation(f"comment holds a control character ({bad})")
         ag = agreement(reviewed, adjusted) if adjusted else Agreement(
             segment_iou=1.0, label_iou=1.0, clip_label_agree=True)
         record = AuditRecord(audit_id=uuid.uuid4().hex, task_id=task_id, auditor=auditor,

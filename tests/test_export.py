@@ -5,19 +5,26 @@ PII redaction, the `clipwatch export` command, and the cloud requests (validated
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from clipwatch.blobs import SegmentReader
 from review import cloud
-from review.exports import export, label_config
+from clipwatch.records import Presegmentation, ProposedSegment
+from review.exports import _proposal_regions, export, label_config
 from review.pii import redact
 from review.service import AuditIn, LabelsIn
 
-from test_review_support import LABELS, review_env, review_media  # noqa: F401
+from test_review_support import LABELS, flagged_prediction, review_env, review_media  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def labels_in(segments, clip_label=None, notes=""):
@@ -59,9 +66,13 @@ def test_groundtruth_output_manifest(reviewed, tmp_path):
     ann = answer["answerContent"]["annotations"]
     assert ann["categories"] == {"activity": LABELS, "person 2": LABELS}
     assert ann["elapsedTime"] == ann["endTimestamp"] - ann["startTimestamp"] == 12500
-    assert ann["streams"]["activity"] == [{"id": "s0", "start": 0.5, "end": 2.0, "text": "call [PHONE]",
-                                           "label": "running", "quality": []}]
-    assert ann["streams"]["person 2"][0]["label"] == "waving"
+    assert re.fullmatch(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", ann["startUTCTime"])
+    assert parsedate_to_datetime(ann["endUTCTime"]).timestamp() == ann["endTimestamp"] // 1000
+    assert ann["streams"]["activity"] == [{"id": "running", "start": 0.5, "end": 2.0, "text": "call [PHONE]",
+                                           "segmentId": "s0", "quality": []}]
+    # a consumer written against Ground Truth's own sample reads the same segments we stored
+    stored = env["store"].annotations(done[0].task_id)[0]
+    assert gt_sample_consumer(answer) == sorted((s.track, s.label, s.start, s.end) for s in stored.segments)
     content = answer["answerContent"]
     assert content["activity"] == "waving"  # the label covering the most time
     assert content["modelCorrect"] == "yes" and content["notes"] == "mail [EMAIL]"
@@ -78,37 +89,110 @@ def test_groundtruth_output_manifest(reviewed, tmp_path):
     assert "555-123-4567" in (tmp_path / "raw" / "output.manifest").read_text()
 
 
-def test_labelstudio_tasks_match_the_labeling_config(reviewed, tmp_path):
+def gt_sample_consumer(answer: dict) -> list[tuple]:
+    """Reads a worker response the way code written for the seed's Ground Truth output does
+    (``streams.language[0].id == "English"``, one of ``categories.language``): the class is the
+    segment's ``id``, the track its category."""
+    ann = answer["answerContent"]["annotations"]
+    out = []
+    for category, segments in ann["streams"].items():
+        for seg in segments:
+            assert seg["id"] in ann["categories"][category]
+            out.append((category, seg["id"], seg["start"], seg["end"]))
+    return sorted(out)
+
+
+def test_groundtruth_worker_responses_sit_where_ground_truth_writes_them(reviewed, tmp_path):
+    env, _ = reviewed
+    export(env["store"], "groundtruth", tmp_path, LABELS, SegmentReader())
+    lines = [json.loads(x) for x in (tmp_path / "output.manifest").read_text().splitlines()]
+    folder = tmp_path / "annotations" / "worker-response" / "iteration-1"
+    assert sorted(p.name for p in folder.iterdir()) == [f"{n}.json" for n in range(len(lines))]
+    for n, line in enumerate(lines):
+        answers = json.loads((folder / f"{n}.json").read_text())["answers"]
+        assert answers == line["clipwatch-review"]["answers"]
+        assert [gt_sample_consumer(a) for a in answers]
+
+
+LABELSTUDIO_PY = ROOT / ".venv-labelstudio" / "bin" / "python"
+
+
+def labelstudio_sdk_check(folder) -> dict:
+    """Label Studio's own SDK (``LabelInterface``) on the export: config, task data, every
+    prediction and annotation region (tests/labelstudio_check.py, in its own venv)."""
+    assert LABELSTUDIO_PY.exists(), "the Label Studio SDK venv is missing: run `make test`"
+    done = subprocess.run([str(LABELSTUDIO_PY), str(ROOT / "tests" / "labelstudio_check.py"), str(folder)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_labelstudio_export_plays_and_passes_label_studios_sdk(reviewed, tmp_path):
     env, done = reviewed
-    export(env["store"], "labelstudio", tmp_path, LABELS, SegmentReader())
+    store = env["store"]
+    summary = export(store, "labelstudio", tmp_path, LABELS, SegmentReader(allowed_dirs=[env["media"]["dir"]]))
+    assert summary["clips"] == 3 and summary["skipped"] == []
     tasks = json.loads((tmp_path / "tasks.json").read_text())
-    config = ET.fromstring((tmp_path / "label_config.xml").read_text())
     assert (tmp_path / "label_config.xml").read_text() == label_config(LABELS)
-    controls = {el.get("name"): el for el in config if el.get("toName")}
-    objects = {el.get("name"): el for el in config if el.tag == "Video"}
-    kinds = {"TimelineLabels": "timelinelabels", "Choices": "choices", "TextArea": "textarea", "Rating": "rating"}
-    assert len(tasks) == 3
     for task in tasks:
-        assert set(task["data"]) >= {"video", "fps"} and task["data"]["video"].endswith(".ts")
-        (pred,) = task["predictions"]
-        assert 0 <= pred["score"] <= 1 and pred["model_version"] == "v1"
-        results = pred["result"] + [r for a in task["annotations"] for r in a["result"]]
-        for r in results:
-            tag = controls[r["from_name"]]
-            assert r["to_name"] == tag.get("toName") and r["to_name"] in objects
-            assert r["type"] == kinds[tag.tag]
-            allowed = {c.get("value") for c in tag}
-            for key in ("choices", "timelinelabels"):
-                if key in r["value"] and tag.tag in ("Choices", "TimelineLabels") and r["from_name"] != "model_correct":
-                    assert set(r["value"][key]) <= allowed
+        video = task["data"]["video"]
+        assert video.startswith("/data/local-files/?d=media%2F") and video.endswith(".mp4")
+        mp4 = tmp_path / unquote(video.split("d=", 1)[1])
+        head = mp4.read_bytes()[:4096]
+        assert head[4:8] == b"ftyp" and b"moov" in head  # faststart: the index before the media
+        assert 0 <= task["predictions"][0]["score"] <= 1 and task["predictions"][0]["model_version"] == "v1"
+        for r in task["predictions"][0]["result"] + [r for a in task["annotations"] for r in a["result"]]:
             for span in r["value"].get("ranges", []):
                 assert 1 <= span["start"] <= span["end"] <= 4 * 30 + 1  # frames of a 4 s, 30 fps clip
         assert sum(a["ground_truth"] for a in task["annotations"]) == 1
     first = next(t for t in tasks if t["data"]["sequence"] == done[0].sequence)
+    proposals = [r for r in first["predictions"][0]["result"] if r["type"] == "timelinelabels"]
+    assert [(r["value"]["ranges"], r["value"]["timelinelabels"], r["score"]) for r in proposals] == [
+        ([{"start": 1, "end": 45}], ["running"], 0.81), ([{"start": 46, "end": 120}], ["waving"], 0.64)]
     regions = [r for r in first["annotations"][0]["result"] if r["type"] == "timelinelabels"]
     assert regions[0]["value"] == {"ranges": [{"start": 16, "end": 60}], "timelinelabels": ["running"]}
     texts = [r for r in first["annotations"][0]["result"] if r["from_name"] == "segment_text"]
     assert texts[0]["id"] == regions[0]["id"] and texts[0]["value"]["text"] == ["call [PHONE]"]
+    report = labelstudio_sdk_check(tmp_path)
+    assert report["tasks"] == 3 and report["regions"] > 10 and report["problems"] == []
+
+
+def test_proposals_with_labels_the_config_lacks_are_left_out():
+    p = flagged_prediction(1, "x.ts", 0.4, "running", None)
+    p.presegmentation = Presegmentation(proposals=[ProposedSegment(start=0, end=1, label="running", confidence=0.7),
+                                                   ProposedSegment(start=1, end=4, label="surfing", confidence=0.6)])
+    assert [r["value"]["timelinelabels"] for r in _proposal_regions(p, 30.0, LABELS)] == [["running"]]
+    assert _proposal_regions(flagged_prediction(2, "x.ts", 0.4, "running", None), 30.0, LABELS) == []
+
+
+def test_labelstudio_sdk_check_catches_a_bad_region(reviewed, tmp_path):
+    """The SDK check can fail: a label the config does not list is reported."""
+    env, _ = reviewed
+    export(env["store"], "labelstudio", tmp_path, LABELS, SegmentReader(allowed_dirs=[env["media"]["dir"]]))
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    region = next(r for r in tasks[0]["annotations"][0]["result"] if r["type"] == "timelinelabels")
+    region["value"]["timelinelabels"] = ["dancing"]
+    (tmp_path / "tasks.json").write_text(json.dumps(tasks))
+    assert len(labelstudio_sdk_check(tmp_path)["problems"]) >= 1
+
+
+def test_labelstudio_media_url_prefix_and_a_segment_that_will_not_remux(reviewed, tmp_path):
+    env, done = reviewed
+    broken = Path(done[1].segment_uri)
+    saved = broken.read_bytes()
+    try:
+        broken.write_bytes(b"\x47" + b"\x00" * 187 * 3)  # a TS sync byte, then nothing playable
+        summary = export(env["store"], "labelstudio", tmp_path, LABELS,
+                         SegmentReader(allowed_dirs=[env["media"]["dir"]]),
+                         media_url=lambda name: f"s3://review-media/clips/{name}")
+    finally:
+        broken.write_bytes(saved)
+    assert summary["clips"] == 2
+    (skip,) = summary["skipped"]
+    assert skip["task_id"] == done[1].task_id and "not playable" in skip["reason"]
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    assert all(t["data"]["video"].startswith("s3://review-media/clips/") for t in tasks)
+    assert {t["data"]["task_id"] for t in tasks} == {done[0].task_id, done[2].task_id}
 
 
 def test_training_list_reads_back_with_the_training_reader(reviewed, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from clipwatch.blobs import SegmentReader
-from clipwatch.records import LabelScore, Prediction
+from clipwatch.records import LabelScore, Prediction, Presegmentation, ProposedSegment, WindowScore
 from clipwatch.review_policy import ReviewPolicy
 from clipwatch.store import open_store, save_prediction
 from clipwatch.testmedia import render_segment
@@ -55,6 +55,17 @@ def flagged_prediction(seq: int, uri: str, confidence: float, label: str, embedd
                                            sequence=seq, store=store))
 
 
+# What the endpoint proposes for each flagged 4 s test clip (inference.presegment's shape).
+PROPOSALS = [(0.0, 1.5, "running", 0.81), (1.5, 4.0, "waving", 0.64)]
+
+
+def presegmentation() -> Presegmentation:
+    windows = [WindowScore(start=t, end=t + 1.0, label="running" if t < 1.0 else "waving",
+                           confidence=0.9 - 0.1 * abs(1.25 - t)) for t in np.arange(0, 3.01, 0.25)]
+    return Presegmentation(windows=windows, proposals=[ProposedSegment(start=a, end=b, label=l, confidence=c)
+                                                       for a, b, l, c in PROPOSALS])
+
+
 def seed_store(store, segments: list[Path], n: int = 8) -> list[Prediction]:
     """n flagged predictions in two tight embedding clusters, plus two confident ones."""
     rng = np.random.default_rng(3)
@@ -65,6 +76,7 @@ def seed_store(store, segments: list[Path], n: int = 8) -> list[Prediction]:
         e = (e / np.linalg.norm(e)).tolist()
         conf = 0.30 + 0.03 * seq  # seq 0 is the most uncertain
         p = flagged_prediction(seq, str(segments[seq % len(segments)]), conf, LABELS[seq % 4], e)
+        p.presegmentation = presegmentation()
         save_prediction(store, p)
         out.append(p)
     for seq in (n, n + 1):

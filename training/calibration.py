@@ -10,7 +10,7 @@ Method (Guo et al. 2017, temperature scaling): a single scalar ``T > 0`` divides
 before the softmax and is fitted by minimizing the negative log-likelihood of held-out
 (validation) labels. Dividing every logit by the same ``T`` never changes the argmax, so
 accuracy is untouched; only confidence moves. The fitted value goes into
-``ModelCard.temperature``, which ``inference.predictor.summarize`` applies at serving time.
+``ModelCard.temperature``, which ``inference.scoring.summarize`` applies at serving time.
 ``reliability`` and ``ece`` measure how far confidence is from accuracy, before and after.
 """
 

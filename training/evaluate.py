@@ -14,7 +14,7 @@ from pathlib import Path
 
 from inference.model import ModelCard, load_classifier
 from inference.model_archive import write_model_archive
-from inference.predictor import softmax
+from inference.scoring import softmax
 
 from .calibration import ece, fit_temperature, reliability
 from .datasets import ClipDataset, DatasetError, dataset_logits, load_split

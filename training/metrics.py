@@ -2,7 +2,7 @@
 per-class precision/recall/F1, and one JSON-ready summary that also reports calibration
 (NLL, ECE) at the temperature the endpoint will serve with.
 
-Everything is computed from probabilities made by ``inference.predictor.softmax``, the
+Everything is computed from probabilities made by ``inference.scoring.softmax``, the
 endpoint's own, so offline numbers describe what serving will actually report.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.predictor import softmax
+from inference.scoring import softmax
 
 from .calibration import check_scores, ece, nll
 

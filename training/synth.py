@@ -145,13 +145,14 @@ def render_frames(activity: str, rng: np.random.Generator, num_frames: int,
 
 
 def _scene(activities: tuple[str, ...], rng: np.random.Generator, size: tuple[int, int], fps: int,
-           *, scale: float, speed: float) -> _Scene:
-    """A scene showing every one of ``activities`` at once, one object each."""
+           *, scale: float, speed: float, background: np.ndarray | None = None) -> _Scene:
+    """A scene showing every one of ``activities`` at once, one object each (on ``background``
+    when given: the same place, something new happening in it)."""
     unknown = set(activities) - set(ACTIVITIES)
     if unknown:
         raise ValueError(f"unknown activities {sorted(unknown)}; known: {ACTIVITIES}")
     w, h = size
-    background = _background(rng, w, h)
+    background = _background(rng, w, h) if background is None else background
     zoom, gain = _no_zoom, _steady_light
     if "flickering_light" in activities:
         gain = _flicker(rng)
@@ -380,6 +381,26 @@ def encode(frames: np.ndarray, out: Path, fps: int = 30, gop: int | None = None)
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed to encode {out}: {proc.stderr.decode(errors='replace')}")
     return out
+
+
+def write_activity_segment(out: Path, parts: list[tuple[str, float]], *, seed: int = 0,
+                           size: tuple[int, int] = (256, 144), fps: int = 30, cuts: bool = False) -> list[dict]:
+    """One segment showing ``parts`` ((activity, seconds), …) one after another, encoded to
+    ``out`` (.ts or .mp4): in one place, a new object taking over at each change, or with
+    ``cuts`` each part in a new scene (as when a camera switches). Returns the ground truth with
+    frame-exact boundaries: what a reviewer should end up with."""
+    rng = np.random.default_rng(seed)
+    place = None if cuts else _background(rng, *size)
+    frames, truth, first = [], [], 0
+    for activity, seconds in parts:
+        n = int(round(seconds * fps))
+        scene = _scene((activity,), rng, size, fps, scale=1.0, speed=1.0, background=place)
+        frames.append(np.stack(list(scene.frames(n))))
+        truth.append({"label": activity, "start_frame": first, "end_frame": first + n,
+                      "start": round(first / fps, 3), "end": round((first + n) / fps, 3)})
+        first += n
+    encode(np.concatenate(frames), out, fps)
+    return truth
 
 
 # ----------------------------------------------------------------------------------- dataset

@@ -70,8 +70,12 @@ def _export(args) -> int:
     try:
         reader, settings = _reader(args)
         store = open_store(args.store or settings.store_url)
+        media_url = None
+        if args.media_url:
+            prefix = args.media_url.rstrip("/")
+            media_url = lambda name: f"{prefix}/{name}"  # noqa: E731
         summary = export(store, args.format, Path(args.out), _labels(args), reader,
-                         redact=not args.no_redact)
+                         redact=not args.no_redact, media_url=media_url)
     except (ValueError, RuntimeError) as exc:
         print(f"clipwatch export: {exc}", file=sys.stderr)
         return 2
@@ -82,6 +86,9 @@ def _export(args) -> int:
             print(f"clipwatch export: {exc.message}", file=sys.stderr)
             return 1
         raise
+    for skip in summary.get("skipped", []):
+        print(f"clipwatch export: skipped task {skip['task_id']} ({skip['segment_uri']}): {skip['reason']}",
+              file=sys.stderr)
     print(json.dumps(summary))
     return 0
 
@@ -129,13 +136,19 @@ def register(sub) -> None:
         "export", help="export reviewed labels (Ground Truth, Label Studio, training list)",
         formatter_class=raw,
         description="Write reviewed and audited labels: groundtruth → OUT/output.manifest, "
-                    "labelstudio → OUT/tasks.json + label_config.xml, training → OUT/train.txt, "
-                    "val.txt, classes.txt and media/. Free text is PII-redacted unless --no-redact.",
+                    "labelstudio → OUT/tasks.json + label_config.xml + media/ (MP4s Label Studio "
+                    "plays: set LOCAL_FILES_DOCUMENT_ROOT=OUT, or upload media/ and give --media-url), "
+                    "training → OUT/train.txt, val.txt, classes.txt and media/. Free text is "
+                    "PII-redacted unless --no-redact.",
         epilog="example:\n  clipwatch export --format labelstudio --store sqlite:///preds.db --out ls/\n"
+               "  clipwatch export --format labelstudio --store sqlite:///preds.db --out ls/ "
+               "--media-url s3://bucket/review-media   # after: aws s3 sync ls/media s3://bucket/review-media\n"
                "  clipwatch export --format training --store sqlite:///preds.db --out data/reviewed "
                "--allow-dir /data/hls && clipwatch train --data data/reviewed --base models/demo --out models/reviewed")
     _common(exp)
     exp.add_argument("--format", required=True, choices=["groundtruth", "labelstudio", "training"])
     exp.add_argument("--out", required=True, help="output folder")
     exp.add_argument("--no-redact", action="store_true", help="keep free text as typed")
+    exp.add_argument("--media-url", help="labelstudio: reference media/<clip>.mp4 under this prefix (s3://… for "
+                                         "Label Studio's S3 storage, https://…) instead of its local-files storage")
     exp.set_defaults(run=_export)

@@ -31,7 +31,7 @@ def _serve(args) -> int:
                         snap_to_keyframe=not args.no_keyframe_snap, runtime=args.runtime,
                         precision=args.precision, decode_workers=args.decode_workers,
                         max_batch_clips=args.max_batch_clips, decoder=args.decoder,
-                        max_queue=args.max_queue)
+                        max_queue=args.max_queue, propose=not args.no_proposals)
     except ModelUnavailable as exc:
         print(f"clipwatch serve: {exc}", file=sys.stderr)
         return 2
@@ -77,5 +77,8 @@ def register(sub) -> None:
     serve.add_argument("--max-queue", type=int, default=int(os.environ.get("CLIPWATCH_MAX_QUEUE", 16)),
                        help="invocations in flight before answering 429 + Retry-After (default 16, "
                             "env CLIPWATCH_MAX_QUEUE)")
+    serve.add_argument("--no-proposals", action="store_true",
+                       help="do not propose segments for the reviewer (by default a segment routed to "
+                            "review is also classified over sliding windows: inference.presegment)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
