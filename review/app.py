@@ -215,7 +215,7 @@ def create_app(store: str | PredictionStore, users: str | Path | UsersFile, labe
         user = identify(request)
         t = service.task(task_id_of(ref))
         return page("clip.html", request, user, page_name="clip", ref=ref, task_id=t.task_id,
-                    labels=service.labels, quality_flags=list(QUALITY_FLAGS))
+                    labels=service.labels, quality_flags=list(QUALITY_FLAGS), speeds=list(SPEEDS))
 
     @app.get("/operator", response_class=HTMLResponse)
     def operator_page(request: Request):
@@ -378,6 +378,9 @@ def create_app(store: str | PredictionStore, users: str | Path | UsersFile, labe
         return Response(data[a:b + 1], status_code=206, media_type="video/mp4", headers=headers)
 
     return app
+
+
+SPEEDS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4)  # playback rates on the clip page
 
 
 def _quietly(fn, *args) -> None:

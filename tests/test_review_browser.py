@@ -113,3 +113,136 @@ def test_reviewer_records_labels_and_submits_then_auditor_approves(review_env, b
         auditor.wait_for_selector(".stream table tbody tr")
         assert "waving (carol)" in auditor.locator(".stream").first.inner_text()
         auditor.screenshot(path=str(shots / "review-operator.png"), full_page=True)
+
+
+MARKUP = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+TRACK = 'hands <img src=x onerror="window.pwned=3">'
+
+
+def frames_at(t: float, fps: float = 30.0) -> bool:
+    """A boundary sits on a frame (to the millisecond the page keeps)."""
+    return abs(t * fps - round(t * fps)) < 0.05
+
+
+def test_reviewer_corrects_proposals_by_keyboard_labels_while_playing_then_auditor_approves(review_env, browser, shots):
+    """The walk of a reviewer who corrects instead of draws: accept the model's first proposal
+    and delete the second, move the accepted segment's end by frame keys, label two more
+    segments while the clip plays, change speed and loop by keys, put markup in every text
+    field (kept as typed, never run), submit; then an auditor approves."""
+    store, tokens = review_env["store"], review_env["tokens"]
+    shots.mkdir(parents=True, exist_ok=True)
+    with BackgroundServer(review_env["app"]) as server:
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        login(page, server.url, tokens["alice"])
+        page.wait_for_selector("#queue tbody tr")
+        page.click("#start")
+        page.wait_for_selector("body[data-ready='1']")
+        page.wait_for_function("() => document.querySelector('video').readyState >= 2")
+        proposals = page.locator("#proposals tbody tr")
+        assert proposals.count() == 2 and "running" in proposals.first.inner_text()
+        page.screenshot(path=str(shots / "review-proposals.png"), full_page=True)
+
+        # accept the first proposal (running 0–1.5 s), delete the second by keyboard
+        proposals.first.locator("button.accept").click()
+        assert page.locator("#segments tbody tr").count() == 1 and proposals.count() == 1
+        proposals.first.click()
+        page.keyboard.press("Delete")
+        assert proposals.count() == 0
+
+        # adjust the accepted segment's end: select it (the playhead goes to its start), step 40
+        # frames with "." and back 2 with ",", then "]" sets its end on that frame
+        page.locator("#segments tbody tr").first.click()
+        page.locator("body").press("Escape")  # focus leaves the row's inputs: keys go to the player
+        for _ in range(40):
+            page.keyboard.press(".")
+        page.keyboard.press(",")
+        page.keyboard.press(",")
+        page.wait_for_function("() => document.getElementById('time').textContent.endsWith('frame 38')")
+        page.keyboard.press("]")
+        assert page.locator("#segments tbody tr").first.locator("input[data-field='end']").input_value() == "1.267"
+
+        # label while playing, on a new track (its name in markup): "4" (waving) starts a
+        # segment, "3" (jumping) ends it and starts the next on the same frame, "0" ends that one
+        page.fill("#new-track", TRACK)
+        page.click("#add-track")
+        page.locator("body").press("Escape")
+        page.keyboard.press("Space")
+        page.wait_for_function("() => document.querySelector('video').currentTime > 1.7")
+        page.keyboard.press("4")
+        page.wait_for_function("() => document.querySelector('video').currentTime > 2.5")
+        page.keyboard.press("3")
+        page.wait_for_function("() => document.querySelector('video').currentTime > 3.1")
+        page.keyboard.press("0")
+        page.keyboard.press("Space")
+        assert page.locator("#segments tbody tr").count() == 3
+
+        # speed by keys, within 0.1×–4×
+        for _ in range(2):
+            page.keyboard.press(">")
+        assert page.evaluate("document.querySelector('video').playbackRate") == 2
+        for _ in range(9):
+            page.keyboard.press("<")
+        assert page.evaluate("document.querySelector('video').playbackRate") == 0.1
+        page.keyboard.press(">")
+        page.keyboard.press(">")
+        page.keyboard.press(">")
+        page.keyboard.press(">")  # back to 1×
+
+        # loop the selected (last) segment: the playhead keeps coming back into it
+        page.locator("#segments tbody tr").last.click()
+        page.locator("body").press("Escape")
+        page.keyboard.press("l")
+        assert page.get_attribute("#loop", "aria-pressed") == "true"
+        page.keyboard.press("Space")
+        page.wait_for_timeout(1500)
+        t = page.evaluate("document.querySelector('video').currentTime")
+        page.keyboard.press("Space")
+        last = page.locator("#segments tbody tr").last
+        start = float(last.locator("input[data-field='start']").input_value())
+        end = float(last.locator("input[data-field='end']").input_value())
+        assert start - 0.1 <= t <= end + 0.1, (start, t, end)
+        page.keyboard.press("l")
+
+        # the curve switches to the model's per-window confidence
+        page.select_option("#curve", "confidence")
+        page.wait_for_timeout(300)
+
+        # markup in every text field: kept as typed, never run
+        for row in range(3):
+            page.locator("#segments tbody tr").nth(row).locator("input.seg-text").fill(f"left hand < right hand {MARKUP}")
+        page.fill("#notes", f"notes {MARKUP}")
+        page.screenshot(path=str(shots / "review-clip.png"), full_page=True)
+        page.locator("body").press("Control+Enter")
+        page.wait_for_selector("body[data-submitted='1']", state="attached")
+        assert page.evaluate("window.pwned") is None
+        assert errors == []
+
+        task = next(t for t in store.review_tasks("reviewed") if t.reviewers == ["alice"])
+        (ann,) = store.annotations(task.task_id)
+        running, waving, jumping = sorted(ann.segments, key=lambda s: s.start)
+        assert (running.label, running.start, running.end) == ("running", 0.0, 1.267)
+        assert (waving.label, jumping.label) == ("waving", "jumping")
+        assert waving.end == jumping.start and all(frames_at(x) for x in (waving.start, waving.end, jumping.end))
+        assert 1.6 < waving.start < waving.end < jumping.end < 3.6
+        assert all(s.text == f"left hand < right hand {MARKUP}" for s in ann.segments)
+        assert ann.clip.notes == f"notes {MARKUP}" and ann.tracks == ["activity", TRACK]
+        assert (running.track, waving.track, jumping.track) == ("activity", TRACK, TRACK)
+
+        auditor = browser.new_page(viewport={"width": 1440, "height": 900})
+        auditor.on("pageerror", lambda e: errors.append(str(e)))
+        login(auditor, server.url, tokens["carol"])
+        auditor.wait_for_selector("#audit tbody tr")
+        auditor.locator("#audit tbody tr a").first.click()
+        auditor.wait_for_selector("body[data-ready='1']")
+        assert auditor.locator("#mode").inner_text() == "audit"
+        assert auditor.locator("#segments tbody tr").count() == 3 and auditor.locator("#proposals tbody tr").count() == 0
+        auditor.fill("#audit-comment", f"fine {MARKUP}")
+        auditor.click("#approve")
+        auditor.wait_for_selector("body[data-submitted='1']", state="attached")
+        auditor.reload()
+        auditor.wait_for_selector("body[data-ready='1']")
+        assert auditor.evaluate("window.pwned") is None and errors == []
+        assert MARKUP in auditor.locator("#history").inner_text()
+        assert store.audits(task.task_id)[0].comment == f"fine {MARKUP}"

@@ -1,6 +1,9 @@
 // The clip page: the video with a Wavesurfer.js timeline under it. Each track is one lane of
-// the timeline (a channel of the motion curve), segments are regions in their lane. The list
-// of segments beside the player is the model of truth: regions are redrawn from it.
+// the timeline (a channel of the motion curve, or of the model's per-window confidence),
+// segments are regions in their lane, and the model's proposed segments (inference.presegment)
+// sit in the first lane until the reviewer accepts, adjusts or deletes them. The lists beside
+// the player are the model of truth: regions are redrawn from them. Every boundary lands on a
+// frame; everything a reviewer does while the clip plays is on the keyboard.
 import WaveSurfer from "wavesurfer.js";
 import RegionsPlugin from "wavesurfer.js/dist/plugins/regions.esm.js";
 import TimelinePlugin from "wavesurfer.js/dist/plugins/timeline.esm.js";
@@ -12,12 +15,18 @@ const $ = (id) => document.getElementById(id);
 const video = $("video");
 const message = $("message");
 
+const SPEEDS = boot.speeds;
+
 const state = {
   task: null, media: null, labels: [], tracks: ["activity"], activeTrack: "activity",
   segments: [], selected: null, recording: null, audit: false, readOnly: false,
+  proposals: [], windows: [], curve: "motion", loop: false,
 };
 
 function say(text, error = false) { message.textContent = text; message.className = error ? "error" : "muted"; }
+// Boundaries live on frames: a time is the start of the frame it falls in, to the millisecond.
+const frameOf = (t) => Math.round(t * state.media.fps);
+const snap = (t) => Math.round((frameOf(t) / state.media.fps) * 1000) / 1000;
 const newId = () => "s" + Math.random().toString(36).slice(2, 10);
 const trackColor = (track) => COLORS[state.tracks.indexOf(track) % COLORS.length];
 const alpha = (hex) => hex + "55";
@@ -25,8 +34,20 @@ const alpha = (hex) => hex + "55";
 // --- timeline ---------------------------------------------------------------------------------
 let ws, regions;
 
+// The model's confidence per frame: that of the window whose centre is nearest.
+function confidenceCurve() {
+  const n = state.media.motion.length, fps = state.media.fps, w = state.windows;
+  return Array.from({ length: n }, (_, i) => {
+    const t = i / fps;
+    let best = w[0];
+    for (const x of w) if (Math.abs((x.start + x.end) / 2 - t) < Math.abs((best.start + best.end) / 2 - t)) best = x;
+    return best.confidence;
+  });
+}
+
 function lanes() {
-  return state.tracks.map(() => state.media.motion);
+  const curve = state.curve === "confidence" && state.windows.length ? confidenceCurve() : state.media.motion;
+  return state.tracks.map(() => curve);
 }
 
 function buildTimeline() {
@@ -42,18 +63,20 @@ function buildTimeline() {
   ws.on("ready", () => renderRegions());
   ws.on("timeupdate", (t) => tick(t));
   regions.on("region-updated", (region) => {
+    const p = state.proposals.find((x) => x.id === region.id);
+    if (p) { p.start = snap(region.start); p.end = snap(region.end); accept([p]); return; }  // adjusting a proposal takes it
     const seg = state.segments.find((s) => s.id === region.id);
     if (!seg) return;
-    seg.start = round(region.start); seg.end = round(region.end);
-    renderList();
+    seg.start = snap(region.start); seg.end = snap(region.end);
+    renderList(); renderRegions();
   });
   regions.on("region-clicked", (region, e) => { e.stopPropagation(); select(region.id, true); });
   if (!state.readOnly) {
     regions.enableDragSelection({ color: "rgba(0,0,0,0.08)" });
     regions.on("region-created", (region) => {
-      if (state.segments.some((s) => s.id === region.id) || region.id.startsWith("rec-")) return;
+      if (state.segments.some((s) => s.id === region.id) || region.id.startsWith("rec-") || region.id.startsWith("p-")) return;
       // a drag on the timeline: a new segment on the active track
-      const seg = { id: newId(), track: state.activeTrack, start: round(region.start), end: round(region.end),
+      const seg = { id: newId(), track: state.activeTrack, start: snap(region.start), end: snap(region.end),
                     label: defaultLabel(), text: "", quality: [] };
       region.remove();
       if (seg.end - seg.start < 0.05) return;
@@ -68,6 +91,11 @@ function defaultLabel() { return state.task ? (state.labels.includes(state.task.
 function renderRegions() {
   if (!regions) return;
   regions.clearRegions();
+  for (const p of state.proposals) {
+    const r = regions.addRegion({ id: p.id, start: p.start, end: p.end, channelIdx: 0, color: "rgba(250,204,21,0.30)",
+                                  content: `proposal: ${p.label} ${fmt(p.confidence, 2)}`, drag: true, resize: true });
+    if (r.element) r.element.style.border = p.id === state.selected ? "2px solid #111827" : "1px dashed #a16207";
+  }
   for (const s of state.segments) {
     const lane = state.tracks.indexOf(s.track);
     const r = regions.addRegion({ id: s.id, start: s.start, end: s.end, channelIdx: lane,
@@ -86,40 +114,58 @@ function relayout() {
 }
 
 function tick(t) {
-  $("time").textContent = `${fmt(t)} / ${fmt(state.media.duration)} s`;
+  $("time").textContent = `${fmt(t)} / ${fmt(state.media.duration)} s · frame ${frameOf(t)}`;
+  const sel = state.segments.find((s) => s.id === state.selected) || state.proposals.find((p) => p.id === state.selected);
+  if (state.loop && sel && !video.paused && (t >= sel.end || t < sel.start - 0.25)) { ws.setTime(sel.start); return; }
   if (state.recording) {
-    state.recording.end = Math.max(round(t), state.recording.start + 0.001);
+    state.recording.end = Math.max(snap(t), state.recording.start + 0.001);
     const r = regions.getRegions().find((x) => x.id === "rec-live");
     if (r) r.setOptions({ start: state.recording.start, end: state.recording.end });
     else regions.addRegion({ id: "rec-live", start: state.recording.start, end: state.recording.end,
                              channelIdx: state.tracks.indexOf(state.recording.track),
-                             color: "rgba(220,38,38,0.35)", drag: false, resize: false, content: "● rec" });
+                             color: "rgba(220,38,38,0.35)", drag: false, resize: false,
+                             content: `● ${state.recording.label}` });
   }
 }
 
-// --- recording while playing --------------------------------------------------------------------
-function toggleRecording() {
-  if (state.readOnly) return;
+// --- recording while playing ----------------------------------------------------------------------
+// R begins and ends a segment; a number key while playing ends the running one at this frame
+// and begins one with that label at the same frame, so a reviewer labels a clip in one pass.
+function startRecording(label, t) {
+  state.recording = { track: state.activeTrack, label, start: snap(t), end: snap(t) };
   const btn = $("record");
-  if (!state.recording) {
-    state.recording = { track: state.activeTrack, start: round(video.currentTime), end: round(video.currentTime) };
-    btn.textContent = "■ Stop recording"; btn.classList.add("recording");
-    if (video.paused) ws.play();
-    say(`recording on track “${state.activeTrack}” from ${fmt(state.recording.start)} s`);
-    return;
-  }
+  btn.textContent = "■ Stop recording"; btn.classList.add("recording");
+  say(`recording “${label}” on track “${state.activeTrack}” from frame ${frameOf(t)}`);
+}
+
+function stopRecording(t) {
   const rec = state.recording;
   state.recording = null;
-  rec.end = round(video.currentTime);
+  rec.end = snap(t);
+  const btn = $("record");
   btn.textContent = "● Begin recording"; btn.classList.remove("recording");
   const live = regions.getRegions().find((x) => x.id === "rec-live");
   if (live) live.remove();
-  if (rec.end - rec.start < 0.05) { say("segment too short; not kept", true); return; }
-  const seg = { id: newId(), track: rec.track, start: rec.start, end: rec.end, label: defaultLabel(), text: "", quality: [] };
+  if (rec.end - rec.start < 0.05) { say("segment too short; not kept", true); return null; }
+  const seg = { id: newId(), track: rec.track, start: rec.start, end: rec.end, label: rec.label, text: "", quality: [] };
   state.segments.push(seg);
-  select(seg.id);
+  state.selected = seg.id;
   renderAll();
-  say(`segment ${fmt(seg.start)}–${fmt(seg.end)} s added to “${seg.track}”: pick its label`);
+  say(`segment ${fmt(seg.start)}–${fmt(seg.end)} s (“${seg.label}”) added to “${seg.track}”`);
+  return seg;
+}
+
+function toggleRecording() {
+  if (state.readOnly) return;
+  if (state.recording) { stopRecording(video.currentTime); return; }
+  startRecording(defaultLabel(), video.currentTime);
+  if (video.paused) ws.play();
+}
+
+function labelWhilePlaying(label) {
+  const t = video.currentTime;
+  if (state.recording) stopRecording(t);
+  if (label) startRecording(label, t);
 }
 
 // --- tracks -------------------------------------------------------------------------------------
@@ -143,18 +189,70 @@ function addTrack() {
   say(`track “${name}” added; recordings now go to it`);
 }
 
+// --- proposals -------------------------------------------------------------------------------------
+function accept(list) {
+  const usable = list.filter((p) => state.labels.includes(p.label));
+  for (const p of usable) {
+    state.segments.push({ id: newId(), track: state.tracks[0], start: p.start, end: p.end, label: p.label, text: "", quality: [] });
+  }
+  const taken = new Set(usable.map((p) => p.id));
+  state.proposals = state.proposals.filter((p) => !taken.has(p.id));
+  if (taken.has(state.selected)) state.selected = state.segments[state.segments.length - 1].id;
+  renderAll();
+  if (usable.length) say(`${usable.length} proposal${usable.length > 1 ? "s" : ""} accepted`);
+  if (usable.length < list.length) say("a proposal whose label is not in this task's list was left", true);
+}
+
+function dropProposal(id) {
+  state.proposals = state.proposals.filter((p) => p.id !== id);
+  if (state.selected === id) state.selected = null;
+  renderAll();
+}
+
+function dropAllProposals() {  // an auditor or a read-only view judges the reviewer's segments
+  state.proposals = []; state.hadProposals = false;
+  $("proposals-note").textContent = "Proposals are for the reviewer; these are the reviewed segments.";
+}
+
+function renderProposals() {
+  const editable = !state.readOnly && !state.audit;
+  $("accept-all").hidden = !editable || !state.proposals.length;
+  $("proposals").hidden = !state.proposals.length;
+  if (!state.proposals.length && state.hadProposals) $("proposals-note").textContent = "Every proposal was accepted or deleted.";
+  $("proposals").querySelector("tbody").replaceChildren(...state.proposals.map((p) => el("tr",
+    { class: p.id === state.selected ? "selected" : "", dataset: { id: p.id }, onclick: () => select(p.id, true) },
+    el("td", {}, fmt(p.start)), el("td", {}, fmt(p.end)),
+    el("td", {}, p.label, state.labels.includes(p.label) ? "" : " (not a label here)"),
+    el("td", {}, fmt(p.confidence, 2)),
+    el("td", {}, editable ? [el("button", { class: "accept", title: "Enter", onclick: (e) => { e.stopPropagation(); accept([p]); } }, "Accept"),
+                             el("button", { title: "Delete", onclick: (e) => { e.stopPropagation(); dropProposal(p.id); } }, "✕")] : ""))));
+}
+
 // --- segment list ---------------------------------------------------------------------------------
 function select(id, seek = false) {
   state.selected = id;
-  const s = state.segments.find((x) => x.id === id);
+  const s = state.segments.find((x) => x.id === id) || state.proposals.find((x) => x.id === id);
   if (s && seek) ws.setTime(s.start);
-  renderList(); renderRegions();
+  renderList(); renderProposals(); renderRegions();
+}
+
+function selectNext() {
+  const ids = [...state.segments, ...state.proposals].sort((a, b) => a.start - b.start).map((x) => x.id);
+  if (ids.length) select(ids[(ids.indexOf(state.selected) + 1) % ids.length], true);
+}
+
+function moveBoundary(seg, side) {
+  const t = snap(video.currentTime);
+  if (side === "start" ? t >= seg.end : t <= seg.start) { say(`the ${side} must stay on the other side of the ${side === "start" ? "end" : "start"}`, true); return; }
+  seg[side] = t;
+  renderAll();
+  say(`${side} of “${seg.label}” set to frame ${frameOf(t)} (${fmt(t)} s)`);
 }
 
 function numberInput(seg, key) {
-  return el("input", { type: "number", step: "0.001", min: "0", max: String(state.media.duration), value: seg[key].toFixed(3),
-                       disabled: state.readOnly, dataset: { field: key },
-                       onchange: (e) => { seg[key] = round(Number(e.target.value)); renderRegions(); } });
+  return el("input", { type: "number", step: String(round(1 / state.media.fps)), min: "0", max: String(state.media.duration),
+                       value: seg[key].toFixed(3), disabled: state.readOnly, dataset: { field: key },
+                       onchange: (e) => { seg[key] = snap(Number(e.target.value)); e.target.value = seg[key].toFixed(3); renderRegions(); } });
 }
 
 function renderList() {
@@ -180,7 +278,7 @@ function remove(id) {
   renderAll();
 }
 
-function renderAll() { renderTracks(); renderList(); renderRegions(); }
+function renderAll() { renderTracks(); renderList(); renderProposals(); renderRegions(); }
 
 // --- whole clip ------------------------------------------------------------------------------------
 function clipAnswer() {
@@ -239,18 +337,48 @@ async function audit(decision) {
   } catch (e) { say(e.message, true); }
 }
 
+function setSpeed(step) {
+  const i = Math.max(0, Math.min(SPEEDS.length - 1, SPEEDS.indexOf(Number($("speed").value)) + step));
+  $("speed").value = String(SPEEDS[i]);
+  ws.setPlaybackRate(SPEEDS[i], true);
+  say(`speed ${SPEEDS[i]}×`);
+}
+
+function toggleLoop() {
+  state.loop = !state.loop;
+  $("loop").setAttribute("aria-pressed", String(state.loop));
+  say(state.loop ? "looping the selected segment" : "loop off");
+}
+
 function keys(e) {
   if (e.target.closest("input, textarea, select") && !(e.ctrlKey && e.key === "Enter")) return;
+  if (e.altKey || e.metaKey) return;
   const sel = state.segments.find((s) => s.id === state.selected);
-  if (e.key === " ") { e.preventDefault(); ws.playPause(); }
-  else if (e.key === "r" || e.key === "R") { e.preventDefault(); toggleRecording(); }
-  else if (e.ctrlKey && e.key === "Enter") { e.preventDefault(); if (!state.readOnly) (state.audit ? audit("adjusted") : submit()); }
-  else if (/^[1-9]$/.test(e.key) && sel && !state.readOnly) { const l = state.labels[Number(e.key) - 1]; if (l) { sel.label = l; renderAll(); } }
-  else if ((e.key === "Delete" || e.key === "Backspace") && sel && !state.readOnly) { e.preventDefault(); remove(sel.id); }
-  else if (e.key === "," || e.key === ".") { e.preventDefault(); ws.setTime(Math.max(0, video.currentTime + (e.key === "," ? -1 : 1) / state.media.fps)); }
+  const proposal = state.proposals.find((p) => p.id === state.selected);
+  const editable = !state.readOnly;
+  const playing = !video.paused;
+  let handled = true;
+  if (e.key === " ") ws.playPause();
+  else if (e.ctrlKey && e.key === "Enter") { if (editable) (state.audit ? audit("adjusted") : submit()); }
+  else if (e.ctrlKey) handled = false;
+  else if (e.key === "r" || e.key === "R") toggleRecording();
+  else if (/^[0-9]$/.test(e.key) && playing && editable) labelWhilePlaying(e.key === "0" ? null : state.labels[Number(e.key) - 1]);
+  else if (/^[1-9]$/.test(e.key) && sel && editable) { const l = state.labels[Number(e.key) - 1]; if (l) { sel.label = l; renderAll(); } }
+  else if ((e.key === "Delete" || e.key === "Backspace") && editable && (sel || proposal)) (sel ? remove(sel.id) : dropProposal(proposal.id));
+  else if (e.key === ",") ws.setTime(Math.max(0, (frameOf(video.currentTime) - 1) / state.media.fps));
+  else if (e.key === ".") ws.setTime(Math.min(state.media.duration, (frameOf(video.currentTime) + 1) / state.media.fps));
+  else if (e.key === "[" && sel && editable) moveBoundary(sel, "start");
+  else if (e.key === "]" && sel && editable) moveBoundary(sel, "end");
+  else if (e.key === "<") setSpeed(-1);
+  else if (e.key === ">") setSpeed(1);
+  else if (e.key === "l" || e.key === "L") toggleLoop();
+  else if (e.key === "n" || e.key === "N") selectNext();
+  else if ((e.key === "a" || e.key === "A") && editable && !state.audit) accept([...state.proposals]);
+  else if (e.key === "Enter" && proposal && editable) accept([proposal]);
   else if (e.key === "+" || e.key === "=" || e.key === "-") {
     const z = $("zoom"); z.value = String(Number(z.value) * (e.key === "-" ? 0.7 : 1.4)); ws.zoom(Number(z.value));
-  }
+  } else handled = false;
+  if (handled) e.preventDefault();
 }
 
 function renderModel(task, prediction) {
@@ -284,6 +412,13 @@ async function main() {
   $("rating").replaceChildren(...[1, 2, 3, 4, 5].map((n) => el("label", {}, el("input", { type: "radio", name: "rating", value: String(n) }), String(n))));
   renderModel(task, detail.prediction);
   renderHistory(detail);
+  const pre = detail.prediction && detail.prediction.presegmentation;
+  state.windows = pre ? pre.windows : [];
+  state.proposals = pre ? pre.proposals.map((p, k) => ({ ...p, id: `p-${k}` })) : [];
+  state.hadProposals = state.proposals.length > 0;
+  $("proposals-note").textContent = !pre ? "No proposals: the model proposed no segments for this clip (predicted without them, e.g. by an endpoint run with --no-proposals)."
+    : pre.note ? pre.note : state.proposals.length ? "The model's segments: accept, adjust (drag) or delete them." : "No proposals.";
+  $("curve").querySelector('option[value="confidence"]').disabled = !state.windows.length;
 
   const mode = $("mode");
   if (task.status === "pending") {
@@ -295,11 +430,13 @@ async function main() {
     state.audit = true; mode.textContent = "audit"; mode.classList.add("warn");
     const consensus = detail.annotations.find((a) => a.annotation_id === task.consensus_annotation_id);
     if (consensus) loadAnnotation(consensus);
+    dropAllProposals();
     $("review-actions").hidden = true; $("audit-actions").hidden = false;
   } else {
     state.readOnly = true; mode.textContent = task.status; mode.classList.add("ok");
     const final = detail.annotations.find((a) => a.annotation_id === task.consensus_annotation_id);
     if (final) loadAnnotation(final);
+    dropAllProposals();
   }
   if (state.readOnly) $("review-actions").hidden = true;
   buildTimeline();
@@ -312,6 +449,10 @@ video.addEventListener("play", () => { $("play").textContent = "❚❚ Pause"; }
 video.addEventListener("pause", () => { $("play").textContent = "▶ Play"; });
 $("record").addEventListener("click", toggleRecording);
 $("speed").addEventListener("change", (e) => ws.setPlaybackRate(Number(e.target.value), true));
+$("loop").addEventListener("click", toggleLoop);
+$("accept-all").addEventListener("click", () => accept([...state.proposals]));
+$("curve").addEventListener("change", (e) => { state.curve = e.target.value; relayout(); });
+video.addEventListener("ended", () => { if (state.recording) stopRecording(state.media.duration); });
 $("zoom").addEventListener("input", (e) => ws.zoom(Number(e.target.value)));
 $("add-track").addEventListener("click", addTrack);
 $("submit").addEventListener("click", submit);
