@@ -133,13 +133,16 @@ def calibrate_int8(model_dir: Path, segments: list[Path]) -> dict:
 
 class ServerProcess:
     """`clipwatch serve` in its own process on a loopback port, talking to moto through the
-    AWS_ENDPOINT_URL_* variables of this process's environment."""
+    AWS_ENDPOINT_URL_* variables of this process's environment. Without proposals: the
+    benchmarks' untrained heads send every segment to review, and the seed's approach they are
+    measured against proposes nothing (benchmarks/presegment_effort.py measures what proposals
+    cost)."""
 
     def __init__(self, model_dir: Path, workdir: Path, extra: list[str] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "clipwatch.cli", "serve", "--model", str(model_dir),
-                     "--host", "127.0.0.1", "--port", str(self.port), "--store",
+                     "--host", "127.0.0.1", "--port", str(self.port), "--no-proposals", "--store",
                      f"sqlite:///{workdir}/bench-{self.port}.db", "--log-level", "warning",
                      *extra]
         self.log = workdir / f"serve-{self.port}.log"

@@ -34,14 +34,18 @@ Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # activity of its own. Measured with benchmarks/presegment_effort.py (README: "Pre-segmentation").
 HOPS_PER_SPAN = 4
 MIN_WINDOWS = HOPS_PER_SPAN + 1
+# At most this many windows a segment (wider hops beyond): the work stays bounded whatever the
+# segment's length or the model's span.
+MAX_WINDOWS = 48
 
 
-def window_starts(num_frames: int, span: int, hops_per_span: int = HOPS_PER_SPAN) -> list[int]:
-    """First frames of windows ``span`` frames long, ``span / hops_per_span`` apart, the last
-    one ending on the segment's last frame."""
+def window_starts(num_frames: int, span: int, hops_per_span: int = HOPS_PER_SPAN,
+                  max_windows: int = MAX_WINDOWS) -> list[int]:
+    """First frames of windows ``span`` frames long, ``span / hops_per_span`` apart (or wider,
+    to keep to ``max_windows``), the last one ending on the segment's last frame."""
     if num_frames < span:
         return []
-    hop = max(1, span // hops_per_span)
+    hop = max(1, span // hops_per_span, -(-(num_frames - span) // (max_windows - 1)))
     starts = list(range(0, num_frames - span + 1, hop))
     if starts[-1] != num_frames - span:
         starts.append(num_frames - span)

@@ -1,0 +1,117 @@
+"""Pre-segmentation: windows over the segment, runs of window labels smoothed into proposals
+with frame boundaries, on the demo model and real H.264; the endpoint proposes only for the
+segments it sends to review; a segment it cannot window gets none, with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipwatch.blobs import SegmentReader
+from clipwatch.records import InvocationRequest
+from clipwatch.review_policy import ReviewPolicy
+from inference.predictor import Endpoint
+from inference.presegment import MAX_WINDOWS, presegment, proposals, smooth, window_starts
+from review.effort import Span, from_proposals, from_scratch
+from training.synth import write_activity_segment
+
+DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
+
+
+def one_hot(labels: list[int], classes: int = 3, p: float = 0.8) -> np.ndarray:
+    out = np.full((len(labels), classes), (1 - p) / (classes - 1))
+    out[np.arange(len(labels)), labels] = p
+    return out
+
+
+def test_windows_tile_the_segment_a_quarter_span_apart_and_stay_bounded():
+    starts = window_starts(300, 31)
+    assert starts[:3] == [0, 7, 14] and starts[-1] == 300 - 31
+    assert len(window_starts(30 * 60, 31)) == MAX_WINDOWS  # a minute-long segment
+    assert window_starts(20, 31) == [] and window_starts(31, 31) == [0]
+
+
+@pytest.mark.parametrize("labels, expected", [
+    ([0] * 6 + [1] + [0] * 6, [0] * 13),  # a blip inside one activity
+    ([0] * 6 + [2] * 4 + [1] * 6, [0] * 8 + [1] * 8),  # the windows straddling a change, split
+    ([2] + [0] * 8, [0] * 9),  # a half-seen activity at the edge
+    ([0] * 6 + [1] * 6, [0] * 6 + [1] * 6),  # long runs stay
+])
+def test_smoothing(labels, expected):
+    assert smooth(one_hot(labels), min_windows=5).tolist() == expected
+
+
+def test_proposals_cover_the_clip_with_boundaries_on_frames():
+    starts = window_starts(300, 31)
+    labels = [0 if s + 15 < 140 else 1 for s in starts]
+    probs = one_hot(labels)
+    out = proposals(probs, starts, 31, 300, 30.0, ["a", "b", "c"])
+    assert [(p.label, p.start, p.end) for p in out][0][:2] == ("a", 0.0) and out[-1].end == 10.0
+    assert [p.label for p in out] == ["a", "b"] and out[0].end == out[1].start
+    assert abs(out[0].end * 30 - 140) <= 4 and (out[0].end * 30) % 1 < 1e-6
+    assert out[0].confidence == pytest.approx(0.8)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from inference.model import load_classifier
+
+    return load_classifier(DEMO)
+
+
+@pytest.fixture(scope="module")
+def three_activities(tmp_path_factory):
+    path = tmp_path_factory.mktemp("preseg") / "seg_00001.ts"
+    truth = write_activity_segment(path, [("moving_right", 3.0), ("rotating", 4.0), ("bouncing", 3.0)],
+                                   seed=3, size=(320, 180))
+    return path, truth
+
+
+def test_the_demo_model_finds_the_activities_and_where_they_change(demo, three_activities):
+    path, truth = three_activities
+    ps = presegment(path.read_bytes(), demo.infer, demo.classes, demo.card.input, demo.card.temperature)
+    assert ps.note == "" and len(ps.windows) == len(window_starts(300, 31))
+    assert [p.label for p in ps.proposals] == [t["label"] for t in truth]
+    for p, t in zip(ps.proposals[1:], truth[1:]):
+        assert abs(p.start - t["start"]) * 30 <= 20  # frames
+    spans = [Span(t["start"], t["end"], t["label"]) for t in truth]
+    proposed = [Span(p.start, p.end, p.label) for p in ps.proposals]
+    assert from_proposals(spans, proposed, 30.0, 10.0, "rotating").edits < from_scratch(spans, "rotating", 10.0, 30.0).edits
+
+
+def test_what_cannot_be_windowed_gets_no_proposals_and_says_why(demo, media):
+    short = presegment(media["short"].read_bytes(), demo.infer, demo.classes, demo.card.input)
+    assert short.proposals == [] and "8 frames; one window of the model needs 31" in short.note
+    garbage = presegment(media["garbage"].read_bytes(), demo.infer, demo.classes, demo.card.input)
+    assert garbage.proposals == [] and garbage.note.startswith("no proposals: segment is not decodable video")
+
+
+def test_simulated_reviewer_counts():
+    truth = [Span(0, 3, "a"), Span(3, 10, "b")]
+    scratch = from_scratch(truth, "a", 10.0, 30.0)
+    assert (scratch.drawn, scratch.boundary_moves, scratch.label_changes, scratch.edits) == (2, 2, 1, 5)
+    good = from_proposals(truth, [Span(0, 3.033, "a"), Span(3.033, 10, "b")], 30.0, 10.0, "a")
+    assert good.edits == 1 and good.boundary_error_frames == pytest.approx([1, 1], abs=0.02)  # accept all
+    wrong = from_proposals(truth, [Span(0, 4, "a"), Span(4, 10, "c"), Span(9, 10, "b")], 30.0, 10.0, "a")
+    assert (wrong.boundary_moves, wrong.label_changes, wrong.deleted, wrong.edits) == (2, 1, 1, 5)
+
+
+def test_the_endpoint_proposes_only_for_segments_going_to_review(demo, three_activities):
+    path, _ = three_activities
+    reader = SegmentReader(allowed_dirs=[path.parent])
+    request = InvocationRequest(uri=str(path), stream_id="cam", sequence=1)
+    always = ReviewPolicy(min_confidence=1.01, sample_fraction=0.0)
+    never = ReviewPolicy(min_confidence=0.0, min_margin=0.0, sample_fraction=0.0)
+    for policy, propose, expected in ((always, True, True), (never, True, False), (always, False, False)):
+        endpoint = Endpoint(demo, reader, None, policy, propose=propose)
+        try:
+            p = endpoint.invoke(request)
+        finally:
+            endpoint.close()
+        assert p.review.needs_review == (policy is always)
+        assert (p.presegmentation is not None) == expected
+        assert ("presegment" in p.timings_ms) == expected
+        if expected:
+            assert len(p.presegmentation.proposals) >= 2
