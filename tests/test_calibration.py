@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from inference.predictor import softmax
+from inference.scoring import softmax
 from training.calibration import ece, fit_temperature, nll, reliability
 from training.plots import plot_reliability
 

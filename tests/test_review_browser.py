@@ -213,7 +213,7 @@ def test_reviewer_corrects_proposals_by_keyboard_labels_while_playing_then_audit
         for row in range(3):
             page.locator("#segments tbody tr").nth(row).locator("input.seg-text").fill(f"left hand < right hand {MARKUP}")
         page.fill("#notes", f"notes {MARKUP}")
-        page.screenshot(path=str(shots / "review-clip.png"), full_page=True)
+        page.screenshot(path=str(shots / "review-labelled.png"), full_page=True)
         page.locator("body").press("Control+Enter")
         page.wait_for_selector("body[data-submitted='1']", state="attached")
         assert page.evaluate("window.pwned") is None
