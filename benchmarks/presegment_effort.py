@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rich.table import Table
 
 from harness import REPO, console, progress, save_results
 
@@ -83,22 +84,28 @@ def measure(model_dir: Path, clips: int, seed: int, tolerance: int, min_windows:
 
 
 def summarize(rows: list[dict], tolerance: int, min_windows: int, model_dir: Path) -> dict:
-    def mean(key: str, part: str) -> float:
-        return round(statistics.fmean(r[part][key] for r in rows), 3)
-
+    """Means per clip, overall and for each kind of change (one place; a cut to a new scene)."""
     keys = ("accepts", "drawn", "boundary_moves", "label_changes", "deleted", "edits")
-    errors = [e for r in rows for e in r["boundary_error_frames"]]
-    segments = sum(len(r["truth"]) for r in rows)
+
+    def figures(subset: list[dict]) -> dict:
+        errors = [e for r in subset for e in r["boundary_error_frames"]]
+        scratch = {k: round(statistics.fmean(r["scratch"][k] for r in subset), 3) for k in keys}
+        assisted = {k: round(statistics.fmean(r["proposals_effort"][k] for r in subset), 3) for k in keys}
+        return {"clips": len(subset), "true_segments": sum(len(r["truth"]) for r in subset),
+                "per_clip": {"from_scratch": scratch, "from_proposals": assisted},
+                "edits_saved": round(1 - assisted["edits"] / scratch["edits"], 3),
+                "boundary_error_frames": {
+                    "median": round(float(np.median(errors)), 2) if errors else None,
+                    "mean": round(float(np.mean(errors)), 2) if errors else None,
+                    "p90": round(float(np.percentile(errors, 90)), 2) if errors else None,
+                    "within_tolerance": round(float(np.mean(np.asarray(errors) <= tolerance + 0.05)), 3) if errors else None,
+                    "boundaries": len(errors)}}
+
     return {
-        "model": str(model_dir), "clips": len(rows), "true_segments": segments,
-        "tolerance_frames": tolerance, "min_windows": min_windows,
-        "per_clip": {"from_scratch": {k: mean(k, "scratch") for k in keys},
-                     "from_proposals": {k: mean(k, "proposals_effort") for k in keys}},
-        "edits_saved": round(1 - mean("edits", "proposals_effort") / mean("edits", "scratch"), 3),
-        "boundary_error_frames": {"median": round(float(np.median(errors)), 2) if errors else None,
-                                  "mean": round(float(np.mean(errors)), 2) if errors else None,
-                                  "p90": round(float(np.percentile(errors, 90)), 2) if errors else None,
-                                  "boundaries": len(errors)},
+        "model": str(model_dir), "tolerance_frames": tolerance, "min_windows": min_windows,
+        **figures(rows),
+        "by_change": {"same place": figures([r for r in rows if not r["cuts"]]),
+                      "cut to a new scene": figures([r for r in rows if r["cuts"]])},
         "presegment_ms_median": round(statistics.median(r["presegment_ms"] for r in rows), 1),
         "rows": rows,
     }
@@ -143,13 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     from inference.presegment import MIN_WINDOWS
 
     result = measure(args.model, args.clips, args.seed, args.tolerance, args.min_windows or MIN_WINDOWS)
-    s, p = result["per_clip"]["from_scratch"], result["per_clip"]["from_proposals"]
-    console.print(f"{result['clips']} clips, {result['true_segments']} true segments; edits per clip: "
-                  f"from scratch {s['edits']:.2f}, from proposals {p['edits']:.2f} "
-                  f"({result['edits_saved']:.0%} saved)")
-    console.print(f"proposed boundaries: median error {result['boundary_error_frames']['median']} frames, "
-                  f"p90 {result['boundary_error_frames']['p90']}; pre-segmentation "
-                  f"{result['presegment_ms_median']} ms per segment (median)")
+    table = Table(title=f"reviewer edits per 10 s clip ({result['clips']} clips, tolerance "
+                        f"{args.tolerance} frames)")
+    for col in ("change", "clips", "from scratch", "from proposals", "saved", "boundary error (frames): median",
+                "p90", "within tolerance"):
+        table.add_column(col)
+    for name, f in [("all", result), *result["by_change"].items()]:
+        b = f["boundary_error_frames"]
+        table.add_row(name, str(f["clips"]), f"{f['per_clip']['from_scratch']['edits']:.2f}",
+                      f"{f['per_clip']['from_proposals']['edits']:.2f}", f"{f['edits_saved']:.0%}",
+                      str(b["median"]), str(b["p90"]), f"{b['within_tolerance']:.0%}")
+    console.print(table)
+    console.print(f"pre-segmentation: {result['presegment_ms_median']} ms per segment (median)")
     save_results(result, args.out, plot)
     return 0
 

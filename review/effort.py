@@ -83,7 +83,7 @@ def from_proposals(truth: Sequence[Span], proposals: Sequence[Span], fps: float,
             error = abs(want - got) * fps
             if edge <= want <= duration - edge:
                 effort.boundary_error_frames.append(error)
-            effort.boundary_moves += error > tolerance
+            effort.boundary_moves += error > tolerance + 0.05  # times are kept to the millisecond
         effort.label_changes += p.label != t.label
     effort.deleted = len(proposals) - len(used)
     return effort

@@ -13,7 +13,7 @@ from clipwatch.blobs import SegmentReader
 from clipwatch.records import InvocationRequest
 from clipwatch.review_policy import ReviewPolicy
 from inference.predictor import Endpoint
-from inference.presegment import MAX_WINDOWS, presegment, proposals, smooth, window_starts
+from inference.presegment import MAX_WINDOWS, presegment, proposals, smooth, snap_to_cut, window_starts
 from review.effort import Span, from_proposals, from_scratch
 from training.synth import write_activity_segment
 
@@ -52,6 +52,21 @@ def test_proposals_cover_the_clip_with_boundaries_on_frames():
     assert [p.label for p in out] == ["a", "b"] and out[0].end == out[1].start
     assert abs(out[0].end * 30 - 140) <= 4 and (out[0].end * 30) % 1 < 1e-6
     assert out[0].confidence == pytest.approx(0.8)
+
+
+def test_a_boundary_snaps_to_a_cut_near_it_and_only_to_a_cut():
+    at = np.arange(1, 300, 2)
+    diffs = np.full(len(at), 3.0)
+    diffs[at == 121] = 60.0  # a camera switch
+    assert snap_to_cut(128, (at, diffs), 15) == 121
+    assert snap_to_cut(150, (at, diffs), 15) == 150  # too far from it
+    diffs[at == 121] = 9.0  # a busy moment, not a cut
+    assert snap_to_cut(128, (at, diffs), 15) == 128
+    starts = window_starts(300, 31)
+    probs = one_hot([0 if s + 15 < 128 else 1 for s in starts])
+    diffs[at == 121] = 60.0
+    (a, b) = proposals(probs, starts, 31, 300, 30.0, ["a", "b", "c"], changes=(at, diffs))
+    assert a.end == b.start == round(121 / 30, 3)
 
 
 @pytest.fixture(scope="module")

@@ -201,6 +201,24 @@ def test_task_detail_and_unknown_tasks(review_env):
     assert error_code(c.get("/api/tasks/%25%25%25", headers=bearer(env, "alice"))) in ("invalid_request", "task_not_found")
 
 
+def test_task_detail_carries_the_models_proposals_or_why_there_are_none(review_env, review_media):
+    from clipwatch.records import Presegmentation
+
+    env, c, store = review_env, client(review_env), review_env["store"]
+    t = leased(env, "alice")
+    d = c.get(f"/api/tasks/{t['ref']}", headers=bearer(env, "alice")).json()
+    pre = d["prediction"]["presegmentation"]
+    assert [(p["start"], p["end"], p["label"]) for p in pre["proposals"]] == [(0.0, 1.5, "running"), (1.5, 4.0, "waving")]
+    assert len(pre["windows"]) == 13 and pre["note"] == ""
+    p = flagged_prediction(60, str(review_media["segments"][1]), 0.2, "running", [1.0] + [0.0] * 7)
+    p.presegmentation = Presegmentation(note="no proposals: segment is not decodable video: x")
+    save_prediction(store, p)
+    r = c.post(f"/api/tasks/{task_ref('cam1#60#v1')}/lease", headers=bearer(env, "bob"))
+    d = c.get(f"/api/tasks/{r.json()['task']['ref']}", headers=bearer(env, "bob")).json()
+    assert d["prediction"]["presegmentation"] == {"windows": [], "proposals": [],
+                                                  "note": "no proposals: segment is not decodable video: x"}
+
+
 # --- submitting ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("payload, message", [
