@@ -16,6 +16,9 @@ INVOCATIONS = Counter(
 )
 IN_FLIGHT = Gauge("clipwatch_endpoint_in_flight", "Invocations being processed now")
 REVIEW_TASKS = Counter("clipwatch_review_tasks_created_total", "Review tasks created")
+PROPOSALS = Counter("clipwatch_proposals_total", "Segments routed to review and what became of their "
+                    "proposed segments: stored, none (the note says why), busy (skipped: the proposer's "
+                    "queue was full), failed, stale (the prediction changed meanwhile)", ["outcome"])
 DUPLICATES = Counter(
     "clipwatch_predictions_duplicate_total",
     "Predictions not written because the same segment and model version was already stored",

@@ -1,5 +1,5 @@
-"""One invocation, top to bottom: fetch → decode → preprocess → model → summarize →
-(for a segment going to review) propose segments → store.
+"""One invocation, top to bottom: fetch → decode → preprocess → model → summarize → store;
+then, for a segment going to review, its proposed segments in the background (``Proposer``).
 
 This is the whole serving contract; the HTTP server, the SageMaker entry script and the
 in-process worker client all call ``Endpoint.invoke``.
@@ -7,7 +7,10 @@ in-process worker client all call ``Endpoint.invoke``.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -27,6 +30,8 @@ from .model import Classifier
 from .presegment import presegment
 from .preprocess import center_crop_clips, normalize_clips
 from .scoring import embed, summarize
+
+log = logging.getLogger("clipwatch.endpoint")
 
 
 @dataclass
@@ -54,15 +59,13 @@ class Endpoint:
         0 in the calling thread, with ``decoder`` (``inference.decode``); concurrent invocations
         share batched forwards of up to ``max_batch_clips`` clips (``inference.batching``).
         ``propose``: segments routed to review also get the model's proposed segments
-        (``inference.presegment``; a window per half clip span, so ~2× the clip's model cost per
-        clip span of video, paid only for the segments people will look at)."""
+        (``inference.presegment``), attached to the stored prediction in the background."""
         spec = classifier.card.input
         self.classifier, self.reader, self.store, self.policy = classifier, reader, store, policy
         self.sampler = spec.sampler(clips, snap_to_keyframe)
         self.top_k = top_k
         self.decoder = decoder
-        self.propose = propose
-        self.max_batch_clips = max_batch_clips
+        self.proposer = Proposer(self) if propose and store is not None else None
         self.decode_pool = DecodePool(decode_workers, decoder=decoder) if decode_workers > 0 else None
         self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
         metrics.MODEL_INFO.info({
@@ -77,7 +80,9 @@ class Endpoint:
         self.classifier.warm_up()
 
     def close(self) -> None:
-        """Stop the model thread and the decode workers."""
+        """Finish the proposals in hand, then stop the model thread and the decode workers."""
+        if self.proposer is not None:
+            self.proposer.close()
         self.model.close()
         if self.decode_pool is not None:
             self.decode_pool.close()
@@ -90,6 +95,7 @@ class Endpoint:
 
     def invoke(self, request: InvocationRequest) -> Prediction:
         segment = request.segment()
+        task = None
         timer = Timer()
         spec = self.classifier.card.input
         with timer.phase("total"):
@@ -107,12 +113,6 @@ class Endpoint:
                 logits, features = self.model(batch)
             prediction = self._prediction(segment, logits, decoded.indices, timer.ms)
             prediction.embedding = embed(features)
-            if self.propose and prediction.review.needs_review:
-                with timer.phase("presegment"):
-                    prediction.presegmentation = presegment(
-                        data, self.model, self.classifier.classes, spec, self.classifier.card.temperature,
-                        decoder=self.decoder, max_batch=self.max_batch_clips)
-            del data
             with timer.phase("store"):
                 if self.store is not None:
                     task = save_prediction(self.store, prediction)
@@ -120,6 +120,9 @@ class Endpoint:
                         metrics.REVIEW_TASKS.inc()
                     if not prediction.stored:
                         metrics.DUPLICATES.inc()
+            if self.proposer is not None and task is not None:
+                self.proposer.submit(prediction, data)
+            del data
         prediction.timings_ms = dict(timer.ms)
         return prediction
 
@@ -137,3 +140,46 @@ class Endpoint:
             review=self.policy.decide(s.confidence, s.margin, entropy=s.entropy,
                                       label=classes[s.top[0]], stream_id=segment.stream_id,
                                       sequence=segment.sequence, store=self.store))
+
+
+class Proposer:
+    """Proposed segments for the segments routed to review, computed after the prediction is
+    answered and stored (a span-wide window every quarter span costs ~10–40 forwards: 0.2 s for
+    the demo model, ~15 s for the Kinetics I3D on a 10 s segment, too long to hold a caller),
+    then attached to the stored prediction. One at a time, through the endpoint's batcher, so
+    live requests interleave with its forwards; at most ``max_pending`` wait (each holds its
+    segment's bytes), more are skipped and counted."""
+
+    def __init__(self, endpoint: "Endpoint", max_pending: int = 4):
+        self.endpoint, self.max_pending = endpoint, max_pending
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proposals")
+        self._lock = threading.Lock()
+        self.pending = 0
+
+    def submit(self, prediction: Prediction, data: bytes) -> bool:
+        with self._lock:
+            if self.pending >= self.max_pending:
+                metrics.PROPOSALS.labels("busy").inc()
+                return False
+            self.pending += 1
+        self._pool.submit(self._run, prediction.stream_id, prediction.sequence, prediction.model_version, data)
+        return True
+
+    def _run(self, stream_id: str, sequence: int, model_version: str, data: bytes) -> None:
+        e = self.endpoint
+        try:
+            started = time.perf_counter()
+            pre = presegment(data, e.model, e.classifier.classes, e.classifier.card.input,
+                             e.classifier.card.temperature, decoder=e.decoder, max_batch=e.model.max_clips)
+            metrics.PHASE_SECONDS.labels("presegment").observe(time.perf_counter() - started)
+            stored = e.store.attach_presegmentation(stream_id, sequence, model_version, pre)
+            metrics.PROPOSALS.labels("stale" if not stored else "stored" if pre.proposals else "none").inc()
+        except Exception:  # noqa: BLE001 -- a proposal is a help, never a reason to fail serving
+            log.exception("proposals for %s #%s failed", stream_id, sequence)
+            metrics.PROPOSALS.labels("failed").inc()
+        finally:
+            with self._lock:
+                self.pending -= 1
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

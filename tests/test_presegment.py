@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from clipwatch.blobs import SegmentReader
-from clipwatch.records import InvocationRequest
+from clipwatch.records import InvocationRequest, Presegmentation, ProposedSegment
 from clipwatch.review_policy import ReviewPolicy
+from clipwatch.store import open_store, save_prediction
 from inference.predictor import Endpoint
 from inference.presegment import MAX_WINDOWS, presegment, proposals, smooth, snap_to_cut, window_starts
 from review.effort import Span, from_proposals, from_scratch
@@ -113,20 +114,62 @@ def test_simulated_reviewer_counts():
     assert (wrong.boundary_moves, wrong.label_changes, wrong.deleted, wrong.edits) == (2, 1, 1, 5)
 
 
-def test_the_endpoint_proposes_only_for_segments_going_to_review(demo, three_activities):
+def test_the_endpoint_proposes_after_answering_and_only_for_segments_going_to_review(demo, three_activities, tmp_path):
+    """The prediction is answered and stored first; the proposals follow on the stored
+    prediction. A confident segment, or an endpoint run with propose=False, gets none."""
     path, _ = three_activities
     reader = SegmentReader(allowed_dirs=[path.parent])
-    request = InvocationRequest(uri=str(path), stream_id="cam", sequence=1)
     always = ReviewPolicy(min_confidence=1.01, sample_fraction=0.0)
     never = ReviewPolicy(min_confidence=0.0, min_margin=0.0, sample_fraction=0.0)
-    for policy, propose, expected in ((always, True, True), (never, True, False), (always, False, False)):
-        endpoint = Endpoint(demo, reader, None, policy, propose=propose)
+    for k, (policy, propose, expected) in enumerate(((always, True, True), (never, True, False),
+                                                      (always, False, False))):
+        store = open_store(f"sqlite:///{tmp_path}/p{k}.db")
+        endpoint = Endpoint(demo, reader, store, policy, propose=propose)
         try:
-            p = endpoint.invoke(request)
+            p = endpoint.invoke(InvocationRequest(uri=str(path), stream_id="cam", sequence=1))
+            assert p.presegmentation is None and "presegment" not in p.timings_ms
+            assert p.review.needs_review == (policy is always)
         finally:
-            endpoint.close()
-        assert p.review.needs_review == (policy is always)
-        assert (p.presegmentation is not None) == expected
-        assert ("presegment" in p.timings_ms) == expected
+            endpoint.close()  # finishes the proposals in hand
+        stored = store.get_prediction("cam", 1).presegmentation
+        assert (stored is not None) == expected
         if expected:
-            assert len(p.presegmentation.proposals) >= 2
+            assert [x.label for x in stored.proposals] == ["moving_right", "rotating", "bouncing"]
+
+
+def test_proposals_join_the_stored_prediction_without_losing_a_review(tmp_path, dynamo_store):
+    from test_review_support import flagged_prediction
+
+    for store in (open_store(f"sqlite:///{tmp_path}/a.db"), dynamo_store):
+        p = flagged_prediction(3, "x.ts", 0.3, "running", None)
+        save_prediction(store, p)
+        store.record_human_label("cam1", 3, "v1", "waving", "alice", "2026-12-01T00:00:00+00:00", "reviewed")
+        pre = Presegmentation(proposals=[ProposedSegment(start=0, end=4, label="waving", confidence=0.7)])
+        assert store.attach_presegmentation("cam1", 3, "v1", pre)
+        got = store.get_prediction("cam1", 3)
+        assert got.presegmentation == pre and got.human_label == "waving"
+        assert not store.attach_presegmentation("cam1", 3, "v2", pre)  # another model's prediction
+        assert not store.attach_presegmentation("cam1", 4, "v1", pre)
+
+
+def test_a_full_proposer_skips_and_counts_instead_of_holding_segments(demo, three_activities, tmp_path):
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("clipwatch_proposals_total", {"outcome": outcome}) or 0.0
+
+    path, _ = three_activities
+    store = open_store(f"sqlite:///{tmp_path}/busy.db")
+    endpoint = Endpoint(demo, SegmentReader(allowed_dirs=[path.parent]), store,
+                        ReviewPolicy(min_confidence=1.01, sample_fraction=0.0))
+    endpoint.proposer.max_pending = 1
+    before = {o: count(o) for o in ("stored", "busy")}
+    try:
+        # the first prediction's proposals are in hand: the next two are skipped at once
+        for seq in (1, 2, 3):
+            endpoint.invoke(InvocationRequest(uri=str(path), stream_id="cam", sequence=seq))
+    finally:
+        endpoint.close()
+    assert count("stored") - before["stored"] >= 1 and count("busy") - before["busy"] >= 1
+    kept = [store.get_prediction("cam", s).presegmentation is not None for s in (1, 2, 3)]
+    assert kept[0] and kept.count(True) == count("stored") - before["stored"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional, Protocol
 
-from ..records import Annotation, AuditRecord, Prediction, ReviewTask
+from ..records import Annotation, AuditRecord, Prediction, Presegmentation, ReviewTask
 
 
 class PredictionStore(Protocol):
@@ -34,6 +34,11 @@ class PredictionStore(Protocol):
     def record_human_label(self, stream_id: str, sequence: int, model_version: str, label: str,
                            by: str, at: str, status: str) -> bool:
         """Write a reviewed label back onto the prediction (if it is still that model version's)."""
+
+    def attach_presegmentation(self, stream_id: str, sequence: int, model_version: str,
+                               presegmentation: Presegmentation) -> bool:
+        """Add the model's proposed segments to a stored prediction (if it is still that model
+        version's), without losing a concurrent change to it."""
 
     def put_review_task(self, task: ReviewTask) -> bool:
         """Create the task unless it exists; True if created."""

@@ -14,7 +14,7 @@ import time
 from decimal import Decimal
 from typing import Optional
 
-from ..records import Annotation, AuditRecord, Prediction, ReviewTask
+from ..records import Annotation, AuditRecord, Prediction, Presegmentation, ReviewTask
 
 
 TRANSACTION_ATTEMPTS = 8
@@ -229,6 +229,27 @@ class DynamoStore:
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def attach_presegmentation(self, stream_id: str, sequence: int, model_version: str,
+                               presegmentation: Presegmentation, attempts: int = 5) -> bool:
+        key = {"stream_id": {"S": stream_id}, "sequence": {"N": str(sequence)}}
+        for _ in range(attempts):
+            item = self.client.get_item(TableName=self.predictions_table, Key=key,
+                                        ConsistentRead=True).get("Item")
+            if item is None or item["model_version"]["S"] != model_version:
+                return False
+            p = Prediction.model_validate_json(item["prediction"]["S"])
+            p.presegmentation = presegmentation
+            try:  # written only over the body just read: a concurrent change is re-read, not lost
+                self.client.update_item(
+                    TableName=self.predictions_table, Key=key, UpdateExpression="SET prediction = :p",
+                    ConditionExpression="model_version = :v AND prediction = :old",
+                    ExpressionAttributeValues={":p": {"S": p.model_dump_json(exclude={"stored"})},
+                                               ":v": {"S": model_version}, ":old": item["prediction"]})
+                return True
+            except self.client.exceptions.ConditionalCheckFailedException:
+                continue
+        return False
 
     # --- annotations and audits --------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from ..records import Annotation, AuditRecord, Prediction, ReviewTask
+from ..records import Annotation, AuditRecord, Prediction, Presegmentation, ReviewTask
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -132,6 +132,19 @@ class SqliteStore:
                 return False
             p = Prediction.model_validate_json(row[0])
             p.human_label, p.reviewed_by, p.reviewed_at, p.status = label, by, at, status
+            db.execute("UPDATE predictions SET body = ? WHERE stream_id = ? AND sequence = ?",
+                       (p.model_dump_json(exclude={"stored"}), stream_id, sequence))
+            return True
+
+    def attach_presegmentation(self, stream_id: str, sequence: int, model_version: str,
+                               presegmentation: Presegmentation) -> bool:
+        with self._transaction() as db:  # read and write in one transaction: nothing lost
+            row = db.execute("SELECT body FROM predictions WHERE stream_id = ? AND sequence = ? "
+                             "AND model_version = ?", (stream_id, sequence, model_version)).fetchone()
+            if row is None:
+                return False
+            p = Prediction.model_validate_json(row[0])
+            p.presegmentation = presegmentation
             db.execute("UPDATE predictions SET body = ? WHERE stream_id = ? AND sequence = ?",
                        (p.model_dump_json(exclude={"stored"}), stream_id, sequence))
             return True
