@@ -1,8 +1,9 @@
 """How much reviewer effort the model's proposed segments save (review.effort's simulated
 reviewer), on synthetic 10 s segments whose activities change at known frames.
 
-Each segment shows 2–4 activities one after another (2–5 s each, a new scene at each change),
-rendered and encoded to real H.264 TS. The endpoint's pre-segmentation (``inference.presegment``,
+Each segment shows 2–4 activities one after another (2–5 s each): in every other segment a new
+object takes over in the same place, in the rest each activity comes with a cut to a new scene
+(as a camera switch does); rendered and encoded to real H.264 TS. The endpoint's pre-segmentation (``inference.presegment``,
 the model as `clipwatch serve` runs it) proposes segments; the simulated reviewer turns (a) an
 empty timeline and (b) the proposals into the truth, counting edits, and the proposals'
 boundary error is measured in frames.
@@ -102,7 +103,8 @@ def summarize(rows: list[dict], tolerance: int, min_windows: int, model_dir: Pat
                     "boundaries": len(errors)}}
 
     return {
-        "model": str(model_dir), "tolerance_frames": tolerance, "min_windows": min_windows,
+        "model": str(model_dir.resolve().relative_to(REPO) if model_dir.resolve().is_relative_to(REPO) else model_dir),
+        "tolerance_frames": tolerance, "min_windows": min_windows,
         **figures(rows),
         "by_change": {"same place": figures([r for r in rows if not r["cuts"]]),
                       "cut to a new scene": figures([r for r in rows if r["cuts"]])},

@@ -32,7 +32,7 @@ from .scoring import softmax
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # Windows a quarter span apart. A change between two activities is straddled by the windows
 # whose span holds it: up to HOPS_PER_SPAN of them, so a run must be longer than that to be an
-# activity of its own. Measured with benchmarks/presegment_effort.py (README: "Pre-segmentation").
+# activity of its own. Measured with benchmarks/presegment_effort.py (README: "What proposals save").
 HOPS_PER_SPAN = 4
 MIN_WINDOWS = HOPS_PER_SPAN + 1
 # At most this many windows a segment (wider hops beyond): the work stays bounded whatever the
@@ -166,6 +166,9 @@ def presegment(data: bytes, infer: Infer, classes: list[str], spec: InputSpec, t
             frames = video.frames(needed)
         except ClipwatchError as exc:
             return Presegmentation(note=f"no proposals: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 -- libav's errors, as the decoders raise them
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return Presegmentation(note=f"no proposals: could not decode the windows' frames: {first}")
     finally:
         video.close()
     position = np.full(n, -1)
