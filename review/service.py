@@ -40,6 +40,8 @@ def _unprintable(text: str, allowed: frozenset = _SINGLE_LINE_OK) -> str | None:
     """The first character of ``text`` that is neither printable nor allowed, as U+XXXX."""
     bad = next((ch for ch in text if not ch.isprintable() and ch not in allowed), None)
     return None if bad is None else f"U+{ord(bad):04X}"
+
+
 MAX_SEGMENTS = 200
 MAX_TRACKS = 8
 
