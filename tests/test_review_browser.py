@@ -42,15 +42,21 @@ def login(page, url: str, token: str) -> None:
     page.wait_for_url(f"{url}/")
 
 
+def reviewer_page(browser, url: str, token: str, errors: list):
+    """A logged-in reviewer on the queue page, page errors collected."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    login(page, url, token)
+    page.wait_for_selector("#queue tbody tr")
+    return page
+
+
 def test_reviewer_records_labels_and_submits_then_auditor_approves(review_env, browser, shots):
     store, tokens = review_env["store"], review_env["tokens"]
     shots.mkdir(parents=True, exist_ok=True)
     with BackgroundServer(review_env["app"]) as server:
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
         errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        login(page, server.url, tokens["alice"])
-        page.wait_for_selector("#queue tbody tr")
+        page = reviewer_page(browser, server.url, tokens["alice"], errors)
         first_ref = page.locator("#queue tbody tr").first.get_attribute("data-ref")
         page.screenshot(path=str(shots / "review-queue.png"), full_page=True)
 
@@ -132,11 +138,8 @@ def test_reviewer_corrects_proposals_by_keyboard_labels_while_playing_then_audit
     store, tokens = review_env["store"], review_env["tokens"]
     shots.mkdir(parents=True, exist_ok=True)
     with BackgroundServer(review_env["app"]) as server:
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
         errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        login(page, server.url, tokens["alice"])
-        page.wait_for_selector("#queue tbody tr")
+        page = reviewer_page(browser, server.url, tokens["alice"], errors)
         page.click("#start")
         page.wait_for_selector("body[data-ready='1']")
         page.wait_for_function("() => document.querySelector('video').readyState >= 2")
