@@ -166,16 +166,20 @@ def test_reviewer_corrects_proposals_by_keyboard_labels_while_playing_then_audit
         page.keyboard.press("]")
         assert page.locator("#segments tbody tr").first.locator("input[data-field='end']").input_value() == "1.267"
 
-        # label while playing, on a new track (its name in markup): "4" (waving) starts a
-        # segment, "3" (jumping) ends it and starts the next on the same frame, "0" ends that one
+        # label while playing, on a new track (its name in markup): the key for waving starts a
+        # segment, the key for jumping ends it and starts the next on the same frame, "0" ends
+        # that one. Keys stand for the clip's likeliest labels first, as the page lists them.
+        keys = {el.get_attribute("data-label"): el.get_attribute("data-key")
+                for el in page.locator("#key-labels .key-label").all()}
+        assert set(keys) == {"walking", "running", "jumping", "waving"} and keys[page.locator("#model b").inner_text()] == "1"  # the model's answer
         page.fill("#new-track", TRACK)
         page.click("#add-track")
         page.locator("body").press("Escape")
         page.keyboard.press("Space")
         page.wait_for_function("() => document.querySelector('video').currentTime > 1.7")
-        page.keyboard.press("4")
+        page.keyboard.press(keys["waving"])
         page.wait_for_function("() => document.querySelector('video').currentTime > 2.5")
-        page.keyboard.press("3")
+        page.keyboard.press(keys["jumping"])
         page.wait_for_function("() => document.querySelector('video').currentTime > 3.1")
         page.keyboard.press("0")
         page.keyboard.press("Space")

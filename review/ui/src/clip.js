@@ -189,6 +189,16 @@ function addTrack() {
   say(`track “${name}” added; recordings now go to it`);
 }
 
+// --- number keys ---------------------------------------------------------------------------------
+// 1–9 stand for the labels this clip most likely needs: the model's top answers, then its
+// proposals' labels, then the rest of the list in order (a 400-class model's list is long).
+function assignKeys(prediction) {
+  const likely = [...(prediction ? prediction.top_k.map((x) => x.label) : []), ...state.proposals.map((p) => p.label), ...state.labels];
+  state.keyLabels = [...new Set(likely.filter((l) => state.labels.includes(l)))].slice(0, 9);
+  $("key-labels").replaceChildren(...state.keyLabels.map((l, i) => el("span", { class: "key-label", dataset: { key: String(i + 1), label: l } },
+                                                                     el("kbd", {}, String(i + 1)), " ", l)));
+}
+
 // --- proposals -------------------------------------------------------------------------------------
 function accept(list) {
   const usable = list.filter((p) => state.labels.includes(p.label));
@@ -362,8 +372,10 @@ function keys(e) {
   else if (e.ctrlKey && e.key === "Enter") { if (editable) (state.audit ? audit("adjusted") : submit()); }
   else if (e.ctrlKey) handled = false;
   else if (e.key === "r" || e.key === "R") toggleRecording();
-  else if (/^[0-9]$/.test(e.key) && playing && editable) labelWhilePlaying(e.key === "0" ? null : state.labels[Number(e.key) - 1]);
-  else if (/^[1-9]$/.test(e.key) && sel && editable) { const l = state.labels[Number(e.key) - 1]; if (l) { sel.label = l; renderAll(); } }
+  else if (/^[0-9]$/.test(e.key) && playing && editable) {
+    const l = e.key === "0" ? null : state.keyLabels[Number(e.key) - 1];
+    if (l !== undefined) labelWhilePlaying(l);
+  } else if (/^[1-9]$/.test(e.key) && sel && editable) { const l = state.keyLabels[Number(e.key) - 1]; if (l) { sel.label = l; renderAll(); } }
   else if ((e.key === "Delete" || e.key === "Backspace") && editable && (sel || proposal)) (sel ? remove(sel.id) : dropProposal(proposal.id));
   else if (e.key === ",") ws.setTime(Math.max(0, (frameOf(video.currentTime) - 1) / state.media.fps));
   else if (e.key === ".") ws.setTime(Math.min(state.media.duration, (frameOf(video.currentTime) + 1) / state.media.fps));
@@ -416,6 +428,7 @@ async function main() {
   state.windows = pre ? pre.windows : [];
   state.proposals = pre ? pre.proposals.map((p, k) => ({ ...p, id: `p-${k}` })) : [];
   state.hadProposals = state.proposals.length > 0;
+  assignKeys(detail.prediction);
   $("proposals-note").textContent = !pre ? "No proposals: the model proposed no segments for this clip (predicted without them, e.g. by an endpoint run with --no-proposals)."
     : pre.note ? pre.note : state.proposals.length ? "The model's segments: accept, adjust (drag) or delete them." : "No proposals.";
   $("curve").querySelector('option[value="confidence"]').disabled = !state.windows.length;
