@@ -16,6 +16,7 @@ const video = $("video");
 const message = $("message");
 
 const SPEEDS = boot.speeds;
+const UNSURE = 0.5;  // a proposal the model gives less than even odds is marked so
 
 const state = {
   task: null, media: null, labels: [], tracks: ["activity"], activeTrack: "activity",
@@ -230,10 +231,11 @@ function renderProposals() {
   $("proposals").hidden = !state.proposals.length;
   if (!state.proposals.length && state.hadProposals) $("proposals-note").textContent = "Every proposal was accepted or deleted.";
   $("proposals").querySelector("tbody").replaceChildren(...state.proposals.map((p) => el("tr",
-    { class: p.id === state.selected ? "selected" : "", dataset: { id: p.id }, onclick: () => select(p.id, true) },
+    { class: [p.id === state.selected ? "selected" : "", p.confidence < UNSURE ? "unsure" : ""].join(" ").trim(),
+      dataset: { id: p.id }, onclick: () => select(p.id, true) },
     el("td", {}, fmt(p.start)), el("td", {}, fmt(p.end)),
     el("td", {}, p.label, state.labels.includes(p.label) ? "" : " (not a label here)"),
-    el("td", {}, fmt(p.confidence, 2)),
+    el("td", {}, fmt(p.confidence, 2), p.confidence < UNSURE ? " (unsure)" : ""),
     el("td", {}, editable ? [el("button", { class: "accept", title: "Enter", onclick: (e) => { e.stopPropagation(); accept([p]); } }, "Accept"),
                              el("button", { title: "Delete", onclick: (e) => { e.stopPropagation(); dropProposal(p.id); } }, "✕")] : ""))));
 }
