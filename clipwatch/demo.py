@@ -219,6 +219,7 @@ def run(out_dir: Path = Path("demo-output"), segments: int = 8, seed: int = 7, r
         summary = summarize(synthetic.rows, read_truth(synthetic.stream_dir), synthetic.worker,
                             classifier, endpoint, db, model_ready_s, time.monotonic() - started,
                             server.url, bus_url)
+        endpoint.close()  # its proposed segments are in the store before review opens
         result = {"summary": summary, "segments": synthetic.rows}
         if real:
             result["real_footage"] = real_footage(out_dir, settings, bus_url, realtime, console)
@@ -287,6 +288,7 @@ def real_footage(out_dir: Path, settings, bus_url: str, realtime: bool, console:
 
     stream.run(lambda d: footage.write_live_stream(d, realtime=realtime),
                lambda rows: real_table(rows, info(), status), console)
+    endpoint.close()
     known = info()
     rows = sorted(stream.rows, key=lambda r: r["sequence"])
     for r in rows:

@@ -8,9 +8,9 @@ in-process worker client all call ``Endpoint.invoke``.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -148,13 +148,16 @@ class Proposer:
     the demo model, ~15 s for the Kinetics I3D on a 10 s segment, too long to hold a caller),
     then attached to the stored prediction. One at a time, through the endpoint's batcher, so
     live requests interleave with its forwards; at most ``max_pending`` wait (each holds its
-    segment's bytes), more are skipped and counted."""
+    segment's bytes), more are skipped and counted. The worker is a daemon: a process that
+    exits without ``close()`` drops what is left (a help, not a record), never hangs on it."""
 
     def __init__(self, endpoint: "Endpoint", max_pending: int = 4):
         self.endpoint, self.max_pending = endpoint, max_pending
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proposals")
+        self._jobs: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self.pending = 0
+        self._thread = threading.Thread(target=self._work, daemon=True, name="proposals")
+        self._thread.start()
 
     def submit(self, prediction: Prediction, data: bytes) -> bool:
         with self._lock:
@@ -162,10 +165,18 @@ class Proposer:
                 metrics.PROPOSALS.labels("busy").inc()
                 return False
             self.pending += 1
-        self._pool.submit(self._run, prediction.stream_id, prediction.sequence, prediction.model_version, data)
+        self._jobs.put((prediction.stream_id, prediction.sequence, prediction.model_version, data))
         return True
 
-    def _run(self, stream_id: str, sequence: int, model_version: str, data: bytes) -> None:
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                self._propose(*job)
+            finally:
+                with self._lock:
+                    self.pending -= 1
+
+    def _propose(self, stream_id: str, sequence: int, model_version: str, data: bytes) -> None:
         e = self.endpoint
         try:
             started = time.perf_counter()
@@ -177,9 +188,8 @@ class Proposer:
         except Exception:  # noqa: BLE001 -- a proposal is a help, never a reason to fail serving
             log.exception("proposals for %s #%s failed", stream_id, sequence)
             metrics.PROPOSALS.labels("failed").inc()
-        finally:
-            with self._lock:
-                self.pending -= 1
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+    def close(self, timeout: float = 600.0) -> None:
+        """Finish the proposals in hand (up to ``timeout`` seconds), then stop."""
+        self._jobs.put(None)
+        self._thread.join(timeout)
