@@ -112,9 +112,13 @@ def test_demo_review_serves_the_review_tool_until_interrupted(tmp_path):
     from clipwatch.localstack import free_port
 
     port = free_port()
+    # Ctrl-C as at a terminal, whatever started this test run: a shell running it in the
+    # background (`make test &`) hands every child SIGINT ignored, and Python then never turns
+    # SIGINT into KeyboardInterrupt.
     demo = subprocess.Popen([sys.executable, "-m", "clipwatch.cli", "demo", "--segments", "1", "--no-real",
                              "--out", "out", "--review", "--review-port", str(port)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 600
         while not (tmp_path / "out" / "summary.json").is_file() or "review" not in json.loads(
