@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from decimal import Decimal
-from typing import Optional
+from typing import Callable, Optional
 
 from ..records import Annotation, AuditRecord, Prediction, Presegmentation, ReviewTask
 
@@ -211,45 +211,46 @@ class DynamoStore:
             seen.update(i["stream_id"]["S"] for i in page["Items"])
         return sorted(seen)
 
-    def record_human_label(self, stream_id: str, sequence: int, model_version: str, label: str,
-                           by: str, at: str, status: str) -> bool:
-        p = self.get_prediction(stream_id, sequence)
-        if p is None or p.model_version != model_version:
-            return False
-        p.human_label, p.reviewed_by, p.reviewed_at, p.status = label, by, at, status
-        try:
-            self.client.update_item(
-                TableName=self.predictions_table,
-                Key={"stream_id": {"S": stream_id}, "sequence": {"N": str(sequence)}},
-                UpdateExpression="SET prediction = :p, human_label = :l, review_status = :st",
-                ConditionExpression="model_version = :v",
-                ExpressionAttributeValues={":p": {"S": p.model_dump_json(exclude={"stored"})},
-                                           ":l": {"S": label}, ":st": {"S": status},
-                                           ":v": {"S": model_version}})
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    def attach_presegmentation(self, stream_id: str, sequence: int, model_version: str,
-                               presegmentation: Presegmentation, attempts: int = 5) -> bool:
+    def _change_prediction(self, stream_id: str, sequence: int, model_version: str,
+                           change: Callable[[Prediction], None], attributes: dict | None = None,
+                           attempts: int = 5) -> bool:
+        """Apply ``change`` to the stored prediction if it is still ``model_version``'s (and set
+        the item's plain ``attributes`` beside it): written only over the body just read, so a
+        concurrent change (a review, the proposals) is re-read and kept, never overwritten."""
         key = {"stream_id": {"S": stream_id}, "sequence": {"N": str(sequence)}}
+        attributes = attributes or {}
         for _ in range(attempts):
             item = self.client.get_item(TableName=self.predictions_table, Key=key,
                                         ConsistentRead=True).get("Item")
             if item is None or item["model_version"]["S"] != model_version:
                 return False
             p = Prediction.model_validate_json(item["prediction"]["S"])
-            p.presegmentation = presegmentation
-            try:  # written only over the body just read: a concurrent change is re-read, not lost
+            change(p)
+            sets = ", ".join(["prediction = :p", *(f"{name} = :{name}" for name in attributes)])
+            try:
                 self.client.update_item(
-                    TableName=self.predictions_table, Key=key, UpdateExpression="SET prediction = :p",
+                    TableName=self.predictions_table, Key=key, UpdateExpression=f"SET {sets}",
                     ConditionExpression="model_version = :v AND prediction = :old",
                     ExpressionAttributeValues={":p": {"S": p.model_dump_json(exclude={"stored"})},
-                                               ":v": {"S": model_version}, ":old": item["prediction"]})
+                                               ":v": {"S": model_version}, ":old": item["prediction"],
+                                               **{f":{name}": value for name, value in attributes.items()}})
                 return True
             except self.client.exceptions.ConditionalCheckFailedException:
                 continue
         return False
+
+    def record_human_label(self, stream_id: str, sequence: int, model_version: str, label: str,
+                           by: str, at: str, status: str) -> bool:
+        def review(p: Prediction) -> None:
+            p.human_label, p.reviewed_by, p.reviewed_at, p.status = label, by, at, status
+
+        return self._change_prediction(stream_id, sequence, model_version, review,
+                                       {"human_label": {"S": label}, "review_status": {"S": status}})
+
+    def attach_presegmentation(self, stream_id: str, sequence: int, model_version: str,
+                               presegmentation: Presegmentation) -> bool:
+        return self._change_prediction(stream_id, sequence, model_version,
+                                       lambda p: setattr(p, "presegmentation", presegmentation))
 
     # --- annotations and audits --------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..records import Annotation, AuditRecord, Prediction, Presegmentation, ReviewTask
 
@@ -123,31 +123,32 @@ class SqliteStore:
     def streams(self) -> list[str]:
         return [r[0] for r in self._rows("SELECT DISTINCT stream_id FROM predictions ORDER BY stream_id")]
 
-    def record_human_label(self, stream_id: str, sequence: int, model_version: str, label: str,
-                           by: str, at: str, status: str) -> bool:
+    def _change_prediction(self, stream_id: str, sequence: int, model_version: str,
+                           change: Callable[[Prediction], None]) -> bool:
+        """Apply ``change`` to the stored prediction if it is still ``model_version``'s: read and
+        write in one transaction, so no concurrent change is lost."""
         with self._transaction() as db:
             row = db.execute("SELECT body FROM predictions WHERE stream_id = ? AND sequence = ? "
                              "AND model_version = ?", (stream_id, sequence, model_version)).fetchone()
             if row is None:
                 return False
             p = Prediction.model_validate_json(row[0])
-            p.human_label, p.reviewed_by, p.reviewed_at, p.status = label, by, at, status
+            change(p)
             db.execute("UPDATE predictions SET body = ? WHERE stream_id = ? AND sequence = ?",
                        (p.model_dump_json(exclude={"stored"}), stream_id, sequence))
             return True
 
+    def record_human_label(self, stream_id: str, sequence: int, model_version: str, label: str,
+                           by: str, at: str, status: str) -> bool:
+        def review(p: Prediction) -> None:
+            p.human_label, p.reviewed_by, p.reviewed_at, p.status = label, by, at, status
+
+        return self._change_prediction(stream_id, sequence, model_version, review)
+
     def attach_presegmentation(self, stream_id: str, sequence: int, model_version: str,
                                presegmentation: Presegmentation) -> bool:
-        with self._transaction() as db:  # read and write in one transaction: nothing lost
-            row = db.execute("SELECT body FROM predictions WHERE stream_id = ? AND sequence = ? "
-                             "AND model_version = ?", (stream_id, sequence, model_version)).fetchone()
-            if row is None:
-                return False
-            p = Prediction.model_validate_json(row[0])
-            p.presegmentation = presegmentation
-            db.execute("UPDATE predictions SET body = ? WHERE stream_id = ? AND sequence = ?",
-                       (p.model_dump_json(exclude={"stored"}), stream_id, sequence))
-            return True
+        return self._change_prediction(stream_id, sequence, model_version,
+                                       lambda p: setattr(p, "presegmentation", presegmentation))
 
     # --- review tasks ----------------------------------------------------------------------
 
