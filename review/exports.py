@@ -165,10 +165,16 @@ def _frame(seconds: float, fps: float) -> int:
     return int(round(seconds * fps)) + 1  # Label Studio counts frames from 1
 
 
+def _frame_ranges(start: float, end: float, fps: float) -> list[dict]:
+    """A stretch of seconds as Label Studio's inclusive frame range (at least one frame)."""
+    first = _frame(start, fps)
+    return [{"start": first, "end": max(_frame(end, fps) - 1, first)}]
+
+
 def ls_result(a: Annotation, fps: float, redact: bool) -> list[dict]:
     out = []
     for s in a.segments:
-        ranges = [{"start": _frame(s.start, fps), "end": max(_frame(s.end, fps) - 1, _frame(s.start, fps))}]
+        ranges = _frame_ranges(s.start, s.end, fps)
         out.append({"id": s.id, "from_name": "timeline", "to_name": "video", "type": "timelinelabels",
                     "origin": "manual", "value": {"ranges": ranges, "timelinelabels": [s.label]}})
         if s.text:
@@ -199,10 +205,9 @@ def _proposal_regions(prediction: Prediction | None, fps: float, labels: list[st
     for k, p in enumerate(prediction.presegmentation.proposals):
         if p.label not in labels:
             continue
-        first = _frame(p.start, fps)
         out.append({"id": f"proposal{k}", "from_name": "timeline", "to_name": "video",
                     "type": "timelinelabels", "score": round(p.confidence, 4),
-                    "value": {"ranges": [{"start": first, "end": max(_frame(p.end, fps) - 1, first)}],
+                    "value": {"ranges": _frame_ranges(p.start, p.end, fps),
                               "timelinelabels": [p.label]}})
     return out
 
