@@ -47,6 +47,7 @@ log = logging.getLogger("clipwatch.review")
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 MAX_BODY_BYTES = 256 * 1024  # 200 segments with text fit in a fraction of this
+SPEEDS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4)  # playback rates on the clip page
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -378,9 +379,6 @@ def create_app(store: str | PredictionStore, users: str | Path | UsersFile, labe
         return Response(data[a:b + 1], status_code=206, media_type="video/mp4", headers=headers)
 
     return app
-
-
-SPEEDS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4)  # playback rates on the clip page
 
 
 def _quietly(fn, *args) -> None:

@@ -147,13 +147,12 @@ function stopRecording(t) {
   btn.textContent = "● Begin recording"; btn.classList.remove("recording");
   const live = regions.getRegions().find((x) => x.id === "rec-live");
   if (live) live.remove();
-  if (rec.end - rec.start < 0.05) { say("segment too short; not kept", true); return null; }
+  if (rec.end - rec.start < 0.05) { say("segment too short; not kept", true); return; }
   const seg = { id: newId(), track: rec.track, start: rec.start, end: rec.end, label: rec.label, text: "", quality: [] };
   state.segments.push(seg);
   state.selected = seg.id;
   renderAll();
   say(`segment ${fmt(seg.start)}–${fmt(seg.end)} s (“${seg.label}”) added to “${seg.track}”`);
-  return seg;
 }
 
 function toggleRecording() {
