@@ -65,7 +65,7 @@ from harness import (BUCKET, NUM_CLASSES, SEGMENT, RssSampler, ServerProcess, bu
 from inference.decode import scaled_size
 from inference.model import InputSpec, ModelCard
 
-ENDPOINT_PHASES = ("fetch", "decode", "preprocess", "model", "store", "total")
+ENDPOINT_PHASES = ("fetch", "decode", "preprocess", "model", "signals", "store", "total")
 BASELINE_PHASES = ("download", "decode", "preprocess", "model", "total")
 # A run writes into the untracked cache; the figures the README cites were recorded with
 # --out benchmarks/results/… on purpose (a plain `make bench` never rewrites them).

@@ -68,7 +68,7 @@ def read_truth(stream_dir: Path) -> dict[str, dict]:
 def row_table(rows: list[dict], truth: dict[str, dict], status: str) -> Table:
     t = Table(title="clipwatch: live segments (HLS follower → in-process bus → worker → model → SQLite)",
               caption=status)
-    for col in ("segment", "time", "truth", "predicted", "conf.", "review", "model ms", "lag s"):
+    for col in ("segment", "time", "truth", "predicted", "conf.", "review: why", "model ms", "lag s"):
         t.add_column(col, justify="right" if col in ("time", "conf.", "model ms", "lag s") else "left")
     for r in rows:
         known = truth.get(r["segment"])
@@ -79,9 +79,25 @@ def row_table(rows: list[dict], truth: dict[str, dict], status: str) -> Table:
         else:
             label, shown = r["label"], "…"
         t.add_row(r["segment"], f"{r['sequence'] * r['duration']:.0f} s" if r["duration"] else "",
-                  shown, label, f"{r['confidence']:.2f}", "yes" if r["review"] else "",
+                  shown, label, f"{r['confidence']:.2f}", r["why"] if r["review"] else "",
                   f"{r['model_ms']:.0f}", f"{r['lag_s']:.1f}")
     return t
+
+
+def why_flagged(prediction, routing) -> str:
+    """A few words on why a segment went to review, for the live table and the summary's counts:
+    the signal that pushed the review score up most, the late temporal check, the accuracy
+    sample, or (a model without an operating point) the threshold crossed."""
+    review = prediction.review
+    if not review.needs_review:
+        return ""
+    if review.kind == "sample":
+        return "accuracy sample"
+    if review.kind == "temporal":
+        return "neighbours disagree"
+    if review.score is not None and routing is not None:
+        return f"score {review.score:.2f}: {routing.top_signal(prediction)}"
+    return review.reasons[0].split(" ")[0] if review.reasons else "uncertain"
 
 
 def real_table(rows: list[dict], footage_info: dict[str, dict], status: str) -> Table:
@@ -134,6 +150,16 @@ class _StreamRun:
                             poll_interval=1.0)  # a local file: cheap to reload, so lag stays low
         self.worker = Worker(self.bus, InProcessClient(endpoint), topics, on_prediction=self._collect)
         self.follower = follower
+        self.store, self.routing, self.name = endpoint.store, endpoint.routing, name
+
+    def final_review(self) -> None:
+        """Each row's routing as stored: a segment auto-accepted when it was predicted may have
+        gone to review since (both neighbours contradict it), which only the store knows."""
+        with self.lock:
+            for r in self.rows:
+                stored = self.store.get_prediction(self.name, r["sequence"])
+                if stored is not None and stored.review.needs_review and not r["review"]:
+                    r["review"], r["why"] = True, why_flagged(stored, self.routing)
 
     def _collect(self, event, prediction) -> None:
         with self.lock:
@@ -141,6 +167,7 @@ class _StreamRun:
                 "segment": Path(event.source_uri).name, "sequence": event.sequence,
                 "duration": event.duration, "label": prediction.label,
                 "confidence": prediction.confidence, "review": prediction.review.needs_review,
+                "why": why_flagged(prediction, self.routing),
                 "top3": [(s.label, round(s.probability, 3)) for s in prediction.top_k[:3]],
                 "stored": prediction.stored, "model_ms": prediction.timings_ms.get("model", 0.0),
                 "invoke_ms": prediction.timings_ms.get("total", 0.0),
@@ -216,6 +243,7 @@ def run(out_dir: Path = Path("demo-output"), segments: int = 8, seed: int = 7, r
         synthetic.run(lambda d: write_live_stream(d, segments, seed=seed, list_size=6,
                                                   realtime=realtime, progress=False),
                       lambda rows: row_table(rows, read_truth(synthetic.stream_dir), status), console)
+        synthetic.final_review()
         summary = summarize(synthetic.rows, read_truth(synthetic.stream_dir), synthetic.worker,
                             classifier, endpoint, db, model_ready_s, time.monotonic() - started,
                             server.url, bus_url)
@@ -324,12 +352,22 @@ def summarize(rows, truth, worker, classifier, endpoint, db, model_ready_s, wall
     def share(items, key):
         return round(sum(bool(r[key]) for r in items) / len(items), 3) if items else None
 
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if r["review"]:
+            key = r["why"].split(": ")[-1]
+            reasons[key] = reasons.get(key, 0) + 1
     return {
         "segments": len(rows), "dead_lettered": worker.outcomes["dead_lettered"], "bus": bus_url,
         "model": classifier.card.version, "device": classifier.device,
         "accuracy": share(scored, "correct"),
         "accuracy_unambiguous": share([r for r in scored if not r["ambiguous"]], "correct"),
+        # what the operator trusts without looking: the share right among segments not reviewed
+        "auto_accepted_accuracy": share([r for r in scored if not r["review"]], "correct"),
+        "auto_accepted": sum(not r["review"] for r in scored),
         "review_rate": share(rows, "review"),
+        "routed_because": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "review_routing": classifier.routing_status,
         "review_rate_ambiguous": share([r for r in scored if r["ambiguous"]], "review"),
         "lag_s": _percentiles([r["lag_s"] for r in rows]),
         "invoke_ms": _percentiles([r["invoke_ms"] for r in rows], 0),

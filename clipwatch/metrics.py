@@ -4,7 +4,7 @@ its default registry, so each exists exactly once per process)."""
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 # Phases of one invocation, in order; "total" is the whole request.
-PHASES = ("fetch", "decode", "preprocess", "model", "store", "total")
+PHASES = ("fetch", "decode", "preprocess", "model", "signals", "store", "total")
 
 PHASE_SECONDS = Histogram(
     "clipwatch_endpoint_phase_seconds", "Time spent per phase of one invocation", ["phase"],
@@ -67,12 +67,28 @@ CONSUMER_LAG = Gauge("clipwatch_consumer_lag", "Segment events waiting for this 
                      "(end offset minus position, summed over its partitions)", ["group"])
 BUS_ERRORS = Counter("clipwatch_bus_errors_total", "Bus operations that failed (and were retried)",
                      ["operation"])
+# Drift per stream (inference.drift): rolling means over a stream's last segments, beside the
+# model's calibration reference; infra/prometheus/clipwatch-rules.yml alerts on them.
+STREAM_CONFIDENCE = Gauge("clipwatch_stream_confidence_mean", "Mean calibrated confidence of the "
+                          "stream's last segments", ["stream", "model"])
+STREAM_NOVELTY = Gauge("clipwatch_stream_novelty_mean", "Mean novelty (distance to the model's "
+                       "training clips) of the stream's last segments", ["stream", "model"])
+STREAM_REVIEW_RATE = Gauge("clipwatch_stream_review_rate", "Share of the stream's last segments "
+                           "routed to review", ["stream", "model"])
+STREAM_WINDOW = Gauge("clipwatch_stream_window_segments", "Segments in the stream's rolling "
+                      "window (the means above are over these)", ["stream", "model"])
+STREAM_EVIDENCE = Gauge("clipwatch_stream_evidence_median", "Median evidence (log-sum-exp of the "
+                        "calibrated logits) of the stream's last segments", ["stream", "model"])
+MODEL_REFERENCE = Gauge("clipwatch_model_reference", "The model's calibration reference: "
+                        "confidence_mean, novelty_mean, novelty_p95, evidence_median, evidence_stream_p05, "
+                        "review_rate", ["model", "signal"])
 REVIEW_QUEUE_DEPTH = Gauge("clipwatch_review_queue_depth", "Pending review tasks in the store")
 
 # Human review (review/): routing at write time, the web tool's requests, labels submitted.
 REVIEW_ROUTING = Counter(
     "clipwatch_review_routing_total",
     "Review policy decisions: uncertain, sample (confident, drawn for an accuracy check), "
+    "temporal (auto-accepted, then contradicted by both neighbours), "
     "over_budget (would be reviewed, budget spent) or auto (accepted)", ["decision"],
 )
 REVIEW_REQUESTS = Counter(

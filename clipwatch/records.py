@@ -107,10 +107,26 @@ class ReviewDecision(BaseModel):
 
     needs_review: bool
     reasons: list[str] = Field(default_factory=list)
-    kind: Optional[str] = None  # "uncertain" | "sample" when routed to a human, else None
-    uncertainty: Optional[float] = None  # 1 - calibrated confidence: the queue's first key
+    # "uncertain" | "sample" | "temporal" (routed late: both neighbours contradict it) when
+    # routed to a human, else None
+    kind: Optional[str] = None
+    # the queue's first key: the review score (probability the model is wrong) where the model
+    # has a fitted one (inference.routing), else 1 − calibrated confidence
+    uncertainty: Optional[float] = None
+    score: Optional[float] = None  # the review score, where the model has one
     budget_per_hour: Optional[int] = None  # tasks per stream per hour in force (None: no cap)
     reviews_required: int = 1  # independent reviews before consensus
+
+
+class RoutingSignals(BaseModel):
+    """What the endpoint measured beside the prediction, for routing (inference.signals)."""
+
+    novelty: Optional[float] = None  # None: the model has no reference bank
+    class_novelty: Optional[float] = None
+    evidence: float = 0.0  # log-sum-exp of the calibrated logits: low when nothing known is there
+    motion: float = 0.0
+    disagreement: Optional[float] = None  # None: the first clip was sure enough
+    second_clip_label: Optional[str] = None
 
 
 class WindowScore(BaseModel):
@@ -163,6 +179,7 @@ class Prediction(BaseModel):
     # The clip embedding (the classifier's input, averaged over clips, L2-normalised): the review
     # queue clusters uncertain segments on it so reviewers see diverse clips first.
     embedding: Optional[list[float]] = None
+    signals: Optional[RoutingSignals] = None
     # For segments routed to review: the model's labels over sliding windows, as proposals.
     presegmentation: Optional[Presegmentation] = None
     created_at: str = Field(default_factory=utc_now)

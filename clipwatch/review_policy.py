@@ -4,9 +4,12 @@ The endpoint applies the policy as it builds each prediction (``inference/predic
 routed segment becomes a pending ReviewTask in the same store write as its prediction. Rules,
 in the spirit of A2I's activation conditions:
 
-- **uncertain**: calibrated confidence below ``min_confidence``, margin (top-1 − top-2) below
-  ``min_margin`` or entropy above ``max_entropy``; each threshold can be overridden per class
-  (a class the model confuses often gets a stricter bar);
+- **uncertain**: where the model has a fitted review score and operating point
+  (``inference.routing``: all signals combined, the auto-accepted error bounded), a score above
+  the operating point; for a model without one (the fallback), calibrated confidence below
+  ``min_confidence``, margin (top-1 − top-2) below ``min_margin`` or entropy above
+  ``max_entropy``, each threshold overridable per class (a class the model confuses often gets a
+  stricter bar);
 - **sample**: a fixed fraction of confident predictions is reviewed anyway, so the accuracy of
   what is auto-accepted is measured, not assumed. The draw is a hash of (stream, sequence), so a
   repeated event or a restarted endpoint draws the same segments;
@@ -61,18 +64,16 @@ class ReviewPolicy:
 
     def decide(self, confidence: float, margin: float, *, entropy: Optional[float] = None,
                label: Optional[str] = None, stream_id: Optional[str] = None,
-               sequence: Optional[int] = None, store=None, now: Optional[float] = None) -> ReviewDecision:
-        """The verdict for one prediction. With ``store`` (anything with
-        ``count_review_tasks(stream_id, since)``) the per-stream budget is enforced too."""
-        t = self.thresholds(label)
-        scope = f" for {label}" if label in self.per_class else ""
-        reasons = []
-        if confidence < t.min_confidence:
-            reasons.append(f"confidence {confidence:.3f} < {t.min_confidence}{scope}")
-        if margin < t.min_margin:
-            reasons.append(f"margin {margin:.3f} < {t.min_margin}{scope}")
-        if entropy is not None and t.max_entropy is not None and entropy > t.max_entropy:
-            reasons.append(f"entropy {entropy:.3f} > {t.max_entropy}{scope}")
+               sequence: Optional[int] = None, store=None, now: Optional[float] = None,
+               scored: Optional[tuple[float, list[str]]] = None) -> ReviewDecision:
+        """The verdict for one prediction. ``scored``: (review score, reasons) from the model's
+        operating point (``RoutingCard.verdict``), which then replaces the thresholds. With
+        ``store`` (anything with ``count_review_tasks(stream_id, since)``) the per-stream budget
+        is enforced too."""
+        if scored is not None:
+            score, reasons = scored[0], list(scored[1])
+        else:
+            score, reasons = None, self._threshold_reasons(confidence, margin, entropy, label)
         kind = "uncertain" if reasons else None
         if kind is None and stream_id is not None and sequence is not None and self.sample_fraction > 0:
             draw = sample_draw(stream_id, sequence)
@@ -81,7 +82,8 @@ class ReviewPolicy:
                 reasons.append(f"confident, drawn for an accuracy check "
                                f"({self.sample_fraction:.1%} of confident predictions)")
         decision = ReviewDecision(needs_review=kind is not None, reasons=reasons, kind=kind,
-                                  uncertainty=round(1.0 - confidence, 6),
+                                  uncertainty=round(score if score is not None else 1.0 - confidence, 6),
+                                  score=None if score is None else round(score, 6),
                                   budget_per_hour=self.budget_per_hour,
                                   reviews_required=self.reviews_required)
         if kind is not None and store is not None and self.budget_per_hour is not None and stream_id:
@@ -96,6 +98,19 @@ class ReviewPolicy:
                 return decision
         metrics.REVIEW_ROUTING.labels(kind or "auto").inc()
         return decision
+
+    def _threshold_reasons(self, confidence: float, margin: float, entropy: Optional[float],
+                           label: Optional[str]) -> list[str]:
+        t = self.thresholds(label)
+        scope = f" for {label}" if label in self.per_class else ""
+        reasons = []
+        if confidence < t.min_confidence:
+            reasons.append(f"confidence {confidence:.3f} < {t.min_confidence}{scope}")
+        if margin < t.min_margin:
+            reasons.append(f"margin {margin:.3f} < {t.min_margin}{scope}")
+        if entropy is not None and t.max_entropy is not None and entropy > t.max_entropy:
+            reasons.append(f"entropy {entropy:.3f} > {t.max_entropy}{scope}")
+        return reasons
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "ReviewPolicy":

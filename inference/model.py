@@ -8,9 +8,11 @@ Model directory (also the SageMaker ``model.tar.gz`` layout, compatible with the
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
+
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -20,8 +22,12 @@ from clipwatch.records import utc_now
 from . import catalogue
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .quantize import Int8Record
+from .routing import RoutingCard
 from .runtime import Runtime, load_runtime
 from .sampling import ClipSampler
+from .signals import ReferenceBank, ReferenceError
+
+log = logging.getLogger("clipwatch.model")
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz
 ZOO_CACHE = Path(os.environ.get("MXNET_HOME", Path.home() / ".mxnet")) / "models"
@@ -58,6 +64,8 @@ class ModelCard(BaseModel):
     provenance: dict = Field(default_factory=dict)  # where published weights came from (catalogue)
     # bf16/int8 top-2 logit gaps under this are settled in fp32 (inference.runtime.TieChecked)
     tie_margin: float = 0.0
+    # the fitted review score and its operating point (inference.routing); None: thresholds
+    routing: RoutingCard | None = None
 
 
 def pick_context():
@@ -73,9 +81,24 @@ class Classifier:
     CPU a second concurrent forward would only slow the first (concurrent requests are batched
     in front of it instead, see ``inference.batching``)."""
 
-    def __init__(self, runtime: Runtime, card: ModelCard, classes: list[str]):
+    def __init__(self, runtime: Runtime, card: ModelCard, classes: list[str],
+                 reference: ReferenceBank | None = None, directory: Path | None = None):
         self.runtime, self.card, self.classes = runtime, card, classes
+        self.reference = reference  # embeddings of its training clips (inference.signals)
+        self.directory = directory
         self._lock = threading.Lock()
+
+    @property
+    def routing_status(self) -> str:
+        """How this model's predictions are routed to review, for /ping and the log."""
+        if self.card.routing is not None and self.reference is not None:
+            r = self.card.routing
+            return (f"fitted review score, auto-accepted error <= {r.alpha:.0%} at "
+                    f"{1 - r.delta:.0%} confidence")
+        if self.card.routing is not None:
+            return "fallback thresholds: the routing card needs the reference bank, which is missing"
+        return ("fallback thresholds: no operating point in model.json "
+                "(clipwatch evaluate --routing fits one)")
 
     @property
     def device(self) -> str:
@@ -141,7 +164,12 @@ def _load_dir(path: Path, ctx, runtime: str = "auto", precision: str = "auto") -
                            input_shape=(1, 3, s.frames, s.crop, s.crop))
     except ValueError as exc:  # an unknown runtime/precision name
         raise ModelUnavailable(str(exc)) from None
-    return Classifier(net, card, classes)
+    try:
+        reference = ReferenceBank.load(path, card.version)
+    except ReferenceError as exc:  # serve without novelty rather than not at all
+        log.warning("%s; serving without novelty signals", exc)
+        reference = None
+    return Classifier(net, card, classes, reference, path)
 
 
 def zoo_network(name: str, ctx, cache_dir: Path = ZOO_CACHE):

@@ -1,5 +1,6 @@
-"""One invocation, top to bottom: fetch → decode → preprocess → model → summarize → store;
-then, for a segment going to review, its proposed segments in the background (``Proposer``).
+"""One invocation, top to bottom: fetch → decode → preprocess → model → summarize → signals →
+route → store; then the temporal check of its neighbours, and, for a segment going to review,
+its proposed segments in the background (``Proposer``).
 
 This is the whole serving contract; the HTTP server, the SageMaker entry script and the
 in-process worker client all call ``Endpoint.invoke``.
@@ -19,17 +20,20 @@ import numpy as np
 from clipwatch import metrics
 from clipwatch.blobs import SegmentReader
 from clipwatch.config import Settings
-from clipwatch.records import InvocationRequest, LabelScore, Prediction, SegmentRef
+from clipwatch.records import InvocationRequest, LabelScore, Prediction, RoutingSignals, SegmentRef
 from clipwatch.review_policy import ReviewPolicy
-from clipwatch.store import PredictionStore, open_store, save_prediction
+from clipwatch.store import PredictionStore, flag_for_review, open_store, save_prediction
 
 from .batching import DynamicBatcher
 from .decode import DEFAULT_DECODER, decode_clips
 from .decode_pool import DecodePool
+from .drift import StreamDrift
 from .model import Classifier
 from .presegment import presegment
 from .preprocess import center_crop_clips, normalize_clips
-from .scoring import embed, summarize
+from .routing import SECOND_CLIP_BELOW, contradicted
+from .scoring import Summary, embed, softmax, summarize
+from .signals import evidence, motion_energy
 
 log = logging.getLogger("clipwatch.endpoint")
 
@@ -68,6 +72,10 @@ class Endpoint:
         self.proposer = Proposer(self) if propose and store is not None else None
         self.decode_pool = DecodePool(decode_workers, decoder=decoder) if decode_workers > 0 else None
         self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
+        self.routing = classifier.card.routing if classifier.reference is not None else None
+        self.drift = StreamDrift(classifier.card.version,
+                                 classifier.card.routing.reference if classifier.card.routing else None)
+        log.info("model %s: review routing by %s", classifier.card.version, classifier.routing_status)
         metrics.MODEL_INFO.info({
             "version": classifier.card.version, "architecture": classifier.card.architecture,
             "device": classifier.device, "backend": classifier.backend,
@@ -111,8 +119,13 @@ class Endpoint:
                 batch = normalize_clips(decoded.frames, spec.crop, spec.mean, spec.std)
             with timer.phase("model"):  # includes waiting for a batch slot under load
                 logits, features = self.model(batch)
-            prediction = self._prediction(segment, logits, decoded.indices, timer.ms)
-            prediction.embedding = embed(features)
+            summary = summarize(logits, self.classifier.card.temperature, self.top_k)
+            embedding = embed(features)
+            with timer.phase("signals"):  # includes the second clip of a doubtful segment
+                signals = self._signals(data, decoded, summary, logits, batch, embedding)
+            prediction = self._prediction(segment, summary, decoded.indices, timer.ms, signals)
+            prediction.embedding = embedding
+            self.drift.observe(prediction)
             with timer.phase("store"):
                 if self.store is not None:
                     task = save_prediction(self.store, prediction)
@@ -120,26 +133,87 @@ class Endpoint:
                         metrics.REVIEW_TASKS.inc()
                     if not prediction.stored:
                         metrics.DUPLICATES.inc()
+                    else:
+                        self._check_neighbours(prediction)
             if self.proposer is not None and task is not None:
                 self.proposer.submit(prediction, data)
             del data
         prediction.timings_ms = dict(timer.ms)
         return prediction
 
-    def _prediction(self, segment: SegmentRef, logits: np.ndarray, frames: list[list[int]],
-                    timings: dict[str, float]) -> Prediction:
+    def _signals(self, data: bytes, decoded, summary: Summary, logits: np.ndarray,
+                 batch: np.ndarray, embedding: list[float]) -> RoutingSignals:
+        """Novelty against the model's reference bank, evidence, motion, and — when the first clip gives
+        its label less than ``SECOND_CLIP_BELOW`` — a second opinion: the other clips of a
+        multi-clip request, else one clip from the segment's first half."""
+        label = summary.top[0]
+        temperature = self.classifier.card.temperature
+        signals = RoutingSignals(evidence=evidence(logits, temperature), motion=motion_energy(batch))
+        bank = self.classifier.reference
+        if bank is not None:
+            signals.novelty = bank.novelty(embedding)
+            signals.class_novelty = bank.class_novelty(embedding, label)
+        if summary.confidence >= SECOND_CLIP_BELOW:
+            return signals
+        if len(logits) > 1:
+            others = softmax(logits, temperature)
+        else:
+            others = self._second_clip(data, decoded)
+            if others is None:
+                return signals
+            others = softmax(others, temperature)
+        signals.disagreement = round(float(1.0 - others[:, label].min()), 6)
+        signals.second_clip_label = self.classifier.classes[int(others.mean(axis=0).argmax())]
+        return signals
+
+    def _second_clip(self, data: bytes, decoded) -> np.ndarray | None:
+        """Logits of one clip centred in the segment's first half, or None when that half is
+        shorter than a clip (a short segment: no second opinion, the score does without)."""
+        spec = self.classifier.card.input
+        half = decoded.num_frames / decoded.fps / 2.0 if decoded.fps else 0.0
+        try:
+            second = decode_clips(data, spec.sampler(1, self.sampler.snap_to_keyframe), spec.resize,
+                                  window=(0.0, half), decoder=self.decoder)
+        except Exception:  # noqa: BLE001 -- too short or undecodable there: the first answer stands
+            return None
+        frames = center_crop_clips(second.frames, spec.crop)
+        return self.model(normalize_clips(frames, spec.crop, spec.mean, spec.std))[0]
+
+    def _check_neighbours(self, p: Prediction) -> None:
+        """Temporal context, known only once a neighbour is in: a stored auto-accepted segment
+        whose two neighbours agree with each other and not with it goes to review late. The
+        segment just stored may be either neighbour, or the middle itself (events arrive out of
+        order)."""
+        around = {q.sequence: q for q in self.store.timeline(p.stream_id, max(0, p.sequence - 2),
+                                                             p.sequence + 2)}
+        for middle in (p.sequence - 1, p.sequence, p.sequence + 1):
+            m = around.get(middle)
+            if m is None or m.review.needs_review:
+                continue
+            before, after = around.get(middle - 1), around.get(middle + 1)
+            if contradicted(before, m, after):
+                reason = (f"temporal: {m.label} between two segments labelled {before.label} "
+                          f"(#{before.sequence}, #{after.sequence})")
+                if flag_for_review(self.store, m, "temporal", reason) is not None:
+                    metrics.REVIEW_TASKS.inc()
+                    metrics.REVIEW_ROUTING.labels("temporal").inc()
+
+    def _prediction(self, segment: SegmentRef, s: Summary, frames: list[list[int]],
+                    timings: dict[str, float], signals: RoutingSignals) -> Prediction:
         card, classes = self.classifier.card, self.classifier.classes
-        s = summarize(logits, card.temperature, self.top_k)
-        return Prediction(
+        p = Prediction(
             stream_id=segment.stream_id, sequence=segment.sequence, segment_uri=segment.uri,
             start_time=segment.start_time, model_version=card.version,
             model_created_at=card.created_at, label=classes[s.top[0]],
             confidence=s.confidence, margin=s.margin, entropy=s.entropy,
             top_k=[LabelScore(label=classes[i], probability=float(s.probabilities[i])) for i in s.top],
             frames=frames, device=self.classifier.device, timings_ms=dict(timings),
-            review=self.policy.decide(s.confidence, s.margin, entropy=s.entropy,
-                                      label=classes[s.top[0]], stream_id=segment.stream_id,
-                                      sequence=segment.sequence, store=self.store))
+            signals=signals, review={"needs_review": False})
+        scored = self.routing.verdict(p) if self.routing is not None else None
+        p.review = self.policy.decide(s.confidence, s.margin, entropy=s.entropy, label=p.label,
+                                      stream_id=segment.stream_id, sequence=segment.sequence,
+                                      store=self.store, scored=scored)
+        return p
 
 
 class Proposer:

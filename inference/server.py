@@ -64,7 +64,8 @@ def create_app(endpoint: Endpoint, max_queue: int = DEFAULT_MAX_QUEUE) -> FastAP
         return {"status": "healthy", "model_version": card.version,
                 "architecture": card.architecture, "device": endpoint.classifier.device,
                 "backend": endpoint.classifier.backend, "decoder": endpoint.decoder,
-                "classes": len(endpoint.classifier.classes)}
+                "classes": len(endpoint.classifier.classes),
+                "review_routing": endpoint.classifier.routing_status}
 
     @app.get("/metrics")
     def prometheus_metrics():

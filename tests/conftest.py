@@ -141,6 +141,27 @@ def demo_classifier():
     return load_classifier(Path(__file__).resolve().parents[1] / "models" / "demo")
 
 
+@pytest.fixture(scope="session")
+def routed_model(tmp_path_factory):
+    """A copy of the demo model with a reference bank (from a small synthetic dataset) and a
+    review score fitted by ``clipwatch evaluate --routing`` on 8 short labelled live streams:
+    (model directory, routing report). Too little data for a tight bound, so alpha = delta = 0.2."""
+    import shutil
+
+    from training.evaluate import evaluate, evaluate_routing
+    from training.synth import make_dataset, write_live_stream
+
+    root = tmp_path_factory.mktemp("routed")
+    model_dir = root / "model"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "demo", model_dir)
+    make_dataset(root / "clips", 3, seed=11, progress=False)
+    evaluate(model_dir, root / "clips", calibrate=False)  # keep the committed temperature
+    for i in range(8):
+        write_live_stream(root / "streams" / f"stream_{i:02d}", 3, seed=200 + i, size=(320, 180),
+                          segment_seconds=4, list_size=0, progress=False)
+    return model_dir, evaluate_routing(model_dir, root / "streams", alpha=0.2, delta=0.2)
+
+
 # --- the suite leaves the checkout as it found it -------------------------------------------------
 
 def _tracked_changes() -> dict[str, str] | None:

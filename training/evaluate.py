@@ -3,7 +3,13 @@
 The temperature is fitted on the validation split (never the test split it is scored on) and
 written into the model's ``model.json``, so the endpoint's confidence — which decides what goes
 to human review — is calibrated. Outputs beside each other: ``evaluation.json``,
-``confusion.png`` and ``reliability.png`` (before/after temperature scaling).
+``confusion.png`` and ``reliability.png`` (before/after temperature scaling). The training
+split's embeddings become the model's reference bank (``reference.npz``), which the endpoint's
+novelty signal measures against (``inference.signals``).
+
+``evaluate_routing`` (``--routing STREAMS``) fits the review score and its operating point on
+labelled live streams (``training.routing``) and writes them into ``model.json`` too, with
+``routing.json`` and ``routing.png`` (risk–coverage curves) beside the other figures.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from pathlib import Path
 from inference.model import ModelCard, load_classifier
 from inference.model_archive import write_model_archive
 from inference.scoring import softmax
+from inference.signals import ReferenceBank
 
 from .calibration import ece, fit_temperature, reliability
 from .datasets import ClipDataset, DatasetError, dataset_logits, load_split
+from .features import clip_features
 from .metrics import summarize
-from .plots import plot_confusion, plot_reliability
+from .plots import plot_confusion, plot_reliability, plot_risk_coverage
+from .routing import collect, find_streams, fit_routing
 
 
 def evaluate(model_dir: Path, data: Path, split: str = "test", calibration_split: str = "val",
@@ -61,7 +70,54 @@ def evaluate(model_dir: Path, data: Path, split: str = "test", calibration_split
     (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     if calibrate:
         _store_calibration(model_dir, result)
+    result["reference_bank"] = write_reference(classifier, Path(data), skipped)
     return result
+
+
+def write_reference(classifier, data: Path, skipped: dict[str, str], split: str = "train") -> dict:
+    """The training split's embeddings as the model's reference bank; what was written."""
+    classes, records = load_split(data, split)
+    if classes != classifier.classes:
+        raise DatasetError(f"{data}: classes {classes} differ from the model's {classifier.classes}")
+    features, labels = clip_features(classifier, ClipDataset(records, classifier.card.input, train=False),
+                                     skipped=skipped)
+    bank = ReferenceBank.build(features, labels, classifier.card.version)
+    path = bank.save(classifier.directory)
+    if (classifier.directory / "model.tar.gz").is_file():
+        write_model_archive(classifier.directory)
+    return {"file": str(path), "clips": len(bank.labels), "split": split}
+
+
+def evaluate_routing(model_dir: Path, streams_dir: Path, out: Path | None = None, alpha: float = 0.02,
+                     delta: float = 0.1, progress=None) -> dict:
+    """Fit the review score and its operating point on labelled streams; write them into
+    ``model.json`` and the report (JSON + PNG) into ``out``."""
+    from clipwatch.blobs import SegmentReader
+    from inference.predictor import Endpoint
+
+    model_dir = Path(model_dir)
+    out = Path(out) if out else model_dir / "evaluation"
+    streams = find_streams(streams_dir)
+    classifier = load_classifier(model_dir)
+    endpoint = Endpoint(classifier, SegmentReader(allowed_dirs=(Path(streams_dir).resolve(),)),
+                        store=None, propose=False)
+    try:
+        observations = collect(endpoint, streams, progress)
+    finally:
+        endpoint.close()
+    card, report = fit_routing(observations, alpha, delta)
+    report.update(model=str(model_dir), model_version=classifier.card.version, data=str(streams_dir),
+                  reference_bank=classifier.reference is not None)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "routing.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot_risk_coverage(report, out / "routing.png")
+    card_file = model_dir / "model.json"
+    model_card = ModelCard.model_validate_json(card_file.read_text())
+    model_card.routing = card
+    card_file.write_text(model_card.model_dump_json(indent=2) + "\n")
+    if (model_dir / "model.tar.gz").is_file():
+        write_model_archive(model_dir)
+    return report
 
 
 def _store_calibration(model_dir: Path, result: dict) -> None:

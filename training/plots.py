@@ -92,3 +92,28 @@ def plot_reliability(bins_before: list[dict], bins_after: list[dict], out_png,
         ax_bars = fig.add_subplot(grid[0, col])
         _reliability_panel(ax_bars, fig.add_subplot(grid[1, col], sharex=ax_bars), bins, title)
     return _save(fig, out_png)
+
+
+def plot_risk_coverage(report: dict, out_png) -> Path:
+    """Auto-accepted error against review rate on the test streams, for confidence alone and
+    for the combined review score, with the target α and each one's chosen operating point."""
+    fig = Figure(figsize=(7.5, 5))
+    ax = fig.add_subplot()
+    curves = report["risk_coverage"]
+    for key, name, colour in (("confidence_only", "confidence alone", "tab:gray"),
+                              ("combined", "combined review score", "tab:blue")):
+        c = curves[key]
+        ax.plot(c["review_rate"], c["error"], color=colour, label=f"{name} (AURC {c['aurc']:.4f})")
+        point = report["test"][key]
+        if point["auto_accepted_error"] is not None:
+            ax.scatter([point["review_rate"]], [point["auto_accepted_error"]], color=colour, zorder=3,
+                       edgecolor="black", s=60,
+                       label=f"{name}: chosen on calibration → review {point['review_rate']:.0%}, "
+                             f"error {point['auto_accepted_error']:.1%}")
+    ax.axhline(report["alpha"], linestyle="--", color="tab:red", label=f"α = {report['alpha']:.0%}")
+    ax.set(xlim=(0, 1), ylim=(0, None), xlabel="review rate (share of segments sent to people)",
+           ylabel="error of auto-accepted segments",
+           title=f"Risk–coverage on {report['segments']['test']} test segments "
+                 f"({report['streams']['test']} streams)")
+    ax.legend(fontsize=7, loc="upper right")
+    return _save(fig, out_png)

@@ -471,7 +471,7 @@ class _Run:
 def write_live_stream(out: Path, segments: int, *, seed: int = 0, size: tuple[int, int] = (640, 360),
                       fps: int = 30, segment_seconds: int = 10, list_size: int = 6,
                       realtime: bool = False, progress: bool = True) -> Path:
-    """A live HLS stream in ``out``: ``live.m3u8``, a sliding window of ``list_size`` segments
+    """A live HLS stream in ``out``: ``live.m3u8``, a sliding window of ``list_size`` segments (0: all)
     ``seg_%05d.ts`` (older ones are deleted), and ``ground_truth.jsonl``, one line per segment,
     appended once the muxer has completed the segment. ``realtime`` paces the frames to the
     wall clock, as a live encoder receives them. Returns the playlist's path."""

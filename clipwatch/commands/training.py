@@ -16,6 +16,8 @@ def _synth(args) -> int:
 
     out = Path(args.out)
     w, h = (int(v) for v in (args.size or ("640x360" if args.live else "256x144")).lower().split("x"))
+    if args.live and args.streams:
+        return _synth_streams(args, out, (w, h))
     if args.live:
         playlist = write_live_stream(out, args.segments, seed=args.seed, size=(w, h),
                                      realtime=args.realtime)
@@ -24,6 +26,27 @@ def _synth(args) -> int:
     summary = make_dataset(out, args.clips_per_class, seed=args.seed, size=(w, h), seconds=args.seconds)
     (out / "flip.json").write_text(json.dumps(HFLIP, indent=1) + "\n")  # for training augmentation
     print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _synth_streams(args, out: Path, size: tuple[int, int]) -> int:
+    """Several live streams kept whole (every segment, no sliding window), with their ground
+    truth: labelled segments as the endpoint meets them, for ``clipwatch evaluate --routing``.
+    Stream ``i`` has seed ``--seed + i``; a stream already complete is kept (a second run resumes)."""
+    from rich.progress import Progress
+
+    from training.synth import write_live_stream
+
+    with Progress() as bar:
+        task = bar.add_task(f"{args.streams} live streams × {args.segments} segments", total=args.streams)
+        for i in range(args.streams):
+            folder = out / f"stream_{args.seed + i:05d}"
+            truth = folder / "ground_truth.jsonl"
+            if not (truth.is_file() and len(truth.read_text().splitlines()) == args.segments):
+                write_live_stream(folder, args.segments, seed=args.seed + i, size=size, list_size=0,
+                                  progress=False)
+            bar.advance(task)
+    print(f"{args.streams} streams in {out} (seeds {args.seed}–{args.seed + args.streams - 1})")
     return 0
 
 
@@ -52,16 +75,46 @@ def _evaluate(args) -> int:
     from training.datasets import DatasetError
     from training.evaluate import evaluate
 
+    from training.routing import RoutingDataError
+
+    if not args.data and not args.routing:
+        print("clipwatch evaluate: give --data (held-out clips) and/or --routing (labelled streams)",
+              file=sys.stderr)
+        return 2
     try:
-        result = evaluate(Path(args.model), Path(args.data), split=args.split,
-                          out=Path(args.out) if args.out else None, calibrate=not args.no_calibrate)
-    except (DatasetError, ModelUnavailable) as exc:
+        if args.data:
+            result = evaluate(Path(args.model), Path(args.data), split=args.split,
+                              out=Path(args.out) if args.out else None, calibrate=not args.no_calibrate)
+            print(json.dumps({k: result[k] for k in (
+                "model_version", "split", "clips", "top1", "top5", "temperature", "ece_before",
+                "ece_after", "skipped_clips", "reference_bank")}, indent=1))
+        if args.routing:
+            _evaluate_routing(args)
+    except (DatasetError, ModelUnavailable, RoutingDataError) as exc:
         print(f"clipwatch evaluate: {exc}", file=sys.stderr)
         return 2
-    brief = {k: result[k] for k in ("model_version", "split", "clips", "top1", "top5",
-                                    "temperature", "ece_before", "ece_after", "skipped_clips")}
-    print(json.dumps(brief, indent=1))
     return 0
+
+
+def _evaluate_routing(args) -> None:
+    import json
+
+    from rich.progress import Progress
+
+    from training.evaluate import evaluate_routing
+
+    with Progress(transient=True) as progress:
+        report = evaluate_routing(Path(args.model), Path(args.routing),
+                                  Path(args.out) if args.out else None, args.alpha, args.delta, progress)
+    point, test = report["operating_point"], report["test"]
+    print(json.dumps({"model_version": report["model_version"], "segments": report["segments"],
+                      "model_accuracy": report["model_accuracy"], "operating_point": point,
+                      "test": test, "aurc": {k: round(v["aurc"], 4) for k, v in report["risk_coverage"].items()},
+                      "aurc_without": report["aurc_without"]}, indent=1))
+    if point["threshold"] < 0:
+        print(f"clipwatch evaluate: no threshold certifies an auto-accepted error <= {args.alpha:.1%} at "
+              f"{1 - args.delta:.0%} confidence on these {point['n']} calibration segments: "
+              "everything goes to review (more labelled streams, or a larger --alpha)", file=sys.stderr)
 
 
 def _quantize(args) -> int:
@@ -105,6 +158,9 @@ def register(sub) -> None:
     synth.add_argument("--live", action="store_true", help="write an HLS live stream instead")
     synth.add_argument("--segments", type=int, default=12, help="live mode: 10 s segments to write")
     synth.add_argument("--realtime", action="store_true", help="live mode: pace like a real encoder")
+    synth.add_argument("--streams", type=int, default=0,
+                       help="live mode: write this many whole streams (stream_<seed>/, every segment "
+                            "kept), seeds --seed, --seed+1, …: labelled data for evaluate --routing")
     synth.set_defaults(run=_synth)
 
     tr = sub.add_parser(
@@ -138,9 +194,16 @@ def register(sub) -> None:
     ev = sub.add_parser(
         "evaluate", help="score a model on held-out clips and calibrate its confidence",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  clipwatch evaluate --model models/demo --data data/synth")
+        epilog="example:\n  clipwatch evaluate --model models/demo --data data/synth\n"
+               "  clipwatch evaluate --model models/demo --routing data/streams --alpha 0.02")
     ev.add_argument("--model", required=True)
-    ev.add_argument("--data", required=True)
+    ev.add_argument("--data", help="a clip dataset: held-out accuracy, calibration, reference bank")
+    ev.add_argument("--routing", metavar="STREAMS",
+                    help="labelled live streams (clipwatch synth --live --streams): fit the review "
+                         "score and the operating point that bounds the auto-accepted error")
+    ev.add_argument("--alpha", type=float, default=0.02, help="target auto-accepted error (routing)")
+    ev.add_argument("--delta", type=float, default=0.1,
+                    help="the bound holds with probability 1 - delta (routing)")
     ev.add_argument("--split", default="test")
     ev.add_argument("--out", help="where evaluation.json and the PNGs go (default MODEL/evaluation)")
     ev.add_argument("--no-calibrate", action="store_true", help="keep the model's temperature")

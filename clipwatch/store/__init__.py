@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from .base import PredictionStore, save_prediction
+from .base import PredictionStore, flag_for_review, save_prediction
 
 
 def open_store(url: str) -> PredictionStore:
@@ -25,4 +25,4 @@ def open_store(url: str) -> PredictionStore:
     raise ValueError(f"unknown store URL {url!r}: use sqlite:///path.db or dynamodb://prefix")
 
 
-__all__ = ["PredictionStore", "open_store", "save_prediction"]
+__all__ = ["PredictionStore", "flag_for_review", "open_store", "save_prediction"]

@@ -9,7 +9,7 @@ reviewers (several app processes, even) never overwrite each other."""
 
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from ..records import Annotation, AuditRecord, Prediction, Presegmentation, ReviewTask
 
@@ -30,6 +30,11 @@ class PredictionStore(Protocol):
         """A stream's newest predictions, newest first."""
 
     def streams(self) -> list[str]: ...
+
+    def change_prediction(self, stream_id: str, sequence: int, model_version: str,
+                          change: Callable[[Prediction], None]) -> bool:
+        """Apply ``change`` to the stored prediction if it is still ``model_version``'s, without
+        losing a concurrent change to it (one transaction, or a conditional write)."""
 
     def record_human_label(self, stream_id: str, sequence: int, model_version: str, label: str,
                            by: str, at: str, status: str) -> bool:
@@ -70,3 +75,22 @@ def save_prediction(store: PredictionStore, prediction: Prediction) -> Optional[
     task = ReviewTask.for_prediction(prediction) if prediction.review.needs_review else None
     prediction.stored = store.put_prediction(prediction, task)
     return task if prediction.stored else None
+
+
+def flag_for_review(store: PredictionStore, p: Prediction, kind: str, reason: str) -> Optional[ReviewTask]:
+    """Send a stored, auto-accepted prediction to review after the fact (the temporal signal is
+    known only once the next segment is in). Returns the task created, or None when the
+    prediction was already routed or has been replaced by another model's. The prediction is
+    changed first: a task for a prediction that says "auto-accepted" would confuse the review."""
+    flagged: list[Prediction] = []
+
+    def flag(stored: Prediction) -> None:
+        if not stored.review.needs_review:
+            stored.review.needs_review, stored.review.kind = True, kind
+            stored.review.reasons.append(reason)
+            flagged.append(stored)
+
+    if not store.change_prediction(p.stream_id, p.sequence, p.model_version, flag) or not flagged:
+        return None
+    task = ReviewTask.for_prediction(flagged[0])
+    return task if store.put_review_task(task) else None

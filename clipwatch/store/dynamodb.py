@@ -211,9 +211,9 @@ class DynamoStore:
             seen.update(i["stream_id"]["S"] for i in page["Items"])
         return sorted(seen)
 
-    def _change_prediction(self, stream_id: str, sequence: int, model_version: str,
-                           change: Callable[[Prediction], None], attributes: dict | None = None,
-                           attempts: int = 5) -> bool:
+    def change_prediction(self, stream_id: str, sequence: int, model_version: str,
+                          change: Callable[[Prediction], None], attributes: dict | None = None,
+                          attempts: int = 5) -> bool:
         """Apply ``change`` to the stored prediction if it is still ``model_version``'s (and set
         the item's plain ``attributes`` beside it): written only over the body just read, so a
         concurrent change (a review, the proposals) is re-read and kept, never overwritten."""
@@ -244,12 +244,12 @@ class DynamoStore:
         def review(p: Prediction) -> None:
             p.human_label, p.reviewed_by, p.reviewed_at, p.status = label, by, at, status
 
-        return self._change_prediction(stream_id, sequence, model_version, review,
+        return self.change_prediction(stream_id, sequence, model_version, review,
                                        {"human_label": {"S": label}, "review_status": {"S": status}})
 
     def attach_presegmentation(self, stream_id: str, sequence: int, model_version: str,
                                presegmentation: Presegmentation) -> bool:
-        return self._change_prediction(stream_id, sequence, model_version,
+        return self.change_prediction(stream_id, sequence, model_version,
                                        lambda p: setattr(p, "presegmentation", presegmentation))
 
     # --- annotations and audits --------------------------------------------------------------

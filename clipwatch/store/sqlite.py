@@ -123,8 +123,8 @@ class SqliteStore:
     def streams(self) -> list[str]:
         return [r[0] for r in self._rows("SELECT DISTINCT stream_id FROM predictions ORDER BY stream_id")]
 
-    def _change_prediction(self, stream_id: str, sequence: int, model_version: str,
-                           change: Callable[[Prediction], None]) -> bool:
+    def change_prediction(self, stream_id: str, sequence: int, model_version: str,
+                          change: Callable[[Prediction], None]) -> bool:
         """Apply ``change`` to the stored prediction if it is still ``model_version``'s: read and
         write in one transaction, so no concurrent change is lost."""
         with self._transaction() as db:
@@ -143,11 +143,11 @@ class SqliteStore:
         def review(p: Prediction) -> None:
             p.human_label, p.reviewed_by, p.reviewed_at, p.status = label, by, at, status
 
-        return self._change_prediction(stream_id, sequence, model_version, review)
+        return self.change_prediction(stream_id, sequence, model_version, review)
 
     def attach_presegmentation(self, stream_id: str, sequence: int, model_version: str,
                                presegmentation: Presegmentation) -> bool:
-        return self._change_prediction(stream_id, sequence, model_version,
+        return self.change_prediction(stream_id, sequence, model_version,
                                        lambda p: setattr(p, "presegmentation", presegmentation))
 
     # --- review tasks ----------------------------------------------------------------------
