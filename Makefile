@@ -10,7 +10,7 @@ CHECKOV := .venv-checkov/bin/checkov
 # Label Studio's SDK, which checks our Label Studio export (tests/test_export.py): its numpy
 # cannot live beside MXNet's, so it has a venv of its own too.
 LABELSTUDIO := .venv-labelstudio/.installed
-APT_PACKAGES := ffmpeg libgl1 libglib2.0-0 chromium
+APT_PACKAGES := ffmpeg libgl1 libglib2.0-0 chromium prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench bench-memory lock system-deps clean ui ui-current screenshots

@@ -183,9 +183,15 @@ class Endpoint:
         """Temporal context, known only once a neighbour is in: a stored auto-accepted segment
         whose two neighbours agree with each other and not with it goes to review late. The
         segment just stored may be either neighbour, or the middle itself (events arrive out of
-        order)."""
-        around = {q.sequence: q for q in self.store.timeline(p.stream_id, max(0, p.sequence - 2),
-                                                             p.sequence + 2)}
+        order). A failure here is logged, never the invocation's: its prediction is stored."""
+        try:
+            around = {q.sequence: q for q in self.store.timeline(p.stream_id, max(0, p.sequence - 2),
+                                                                 p.sequence + 2)}
+            self._flag_contradicted(p, around)
+        except Exception:  # noqa: BLE001
+            log.exception("temporal check around %s #%s failed", p.stream_id, p.sequence)
+
+    def _flag_contradicted(self, p: Prediction, around: dict[int, Prediction]) -> None:
         for middle in (p.sequence - 1, p.sequence, p.sequence + 1):
             m = around.get(middle)
             if m is None or m.review.needs_review:

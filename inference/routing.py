@@ -29,6 +29,7 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ("evidence", "log-sum-exp of the calibrated logits (low: nothing the model knows is there)"),
     ("motion_atypical", "|z| of the clip's motion against correct predictions of its label"),
     ("disagreement", "1 − a second clip's probability for the label (0: not taken)"),
+    ("label_error", "how often the predicted label was wrong on held-out segments (the fit split)"),
 )
 FEATURE_NAMES = tuple(name for name, _ in FEATURES)
 
@@ -48,6 +49,10 @@ class RoutingCard(BaseModel):
     intercept: float
     # per label: (mean, std) of the motion signal over its correct predictions (fit split)
     motion_by_label: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    # per label: share of the fit split's predictions of it that were wrong (Laplace-smoothed);
+    # a label not seen there gets the fit split's overall error
+    label_error: dict[str, float] = Field(default_factory=dict)
+    error_rate: float = 0.0
     threshold: float  # route to review when the score is above it
     alpha: float  # target error of auto-accepted predictions
     delta: float  # the bound holds with probability 1 − delta
@@ -57,7 +62,7 @@ class RoutingCard(BaseModel):
     fitted_at: str = ""
 
     def vector(self, p: Prediction) -> np.ndarray:
-        return feature_vector(p, self.motion_by_label)
+        return feature_vector(p, self.motion_by_label, self.label_error, self.error_rate)
 
     def score(self, x: np.ndarray) -> float:
         z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
@@ -89,7 +94,8 @@ def motion_z(motion: float, label: str, motion_by_label: dict[str, tuple[float, 
     return abs(motion - mean) / max(std, 1e-6)
 
 
-def feature_vector(p: Prediction, motion_by_label: dict[str, tuple[float, float]]) -> np.ndarray:
+def feature_vector(p: Prediction, motion_by_label: dict[str, tuple[float, float]],
+                   label_error: dict[str, float], error_rate: float) -> np.ndarray:
     """The signals of one prediction in ``FEATURES`` order. A model without a reference bank
     has no novelty: 0, which its routing card (fitted without it) gives no weight."""
     s = p.signals
@@ -102,6 +108,7 @@ def feature_vector(p: Prediction, motion_by_label: dict[str, tuple[float, float]
         s.evidence,
         motion_z(s.motion, p.label, motion_by_label),
         s.disagreement if s.disagreement is not None else 0.0,
+        label_error.get(p.label, error_rate),
     ], dtype=np.float64)
 
 

@@ -74,7 +74,9 @@ def test_ping_reports_model_and_device(served, tiny_classifier):
     assert tiny_classifier.backend in ("torch-bf16", "torch-fp32", "mxnet-fp32")
     assert body == {"status": "healthy", "model_version": "tiny-1", "device": "cpu",
                     "architecture": "i3d_resnet50_v1_custom", "backend": tiny_classifier.backend,
-                    "decoder": "pyav", "classes": 4}
+                    "decoder": "pyav", "classes": 4,
+                    "review_routing": "fallback thresholds: no operating point in model.json "
+                                      "(clipwatch evaluate --routing fits one)"}
 
 
 def test_boto3_invoke_endpoint_s3_segment_lands_in_dynamodb(served):
@@ -87,7 +89,7 @@ def test_boto3_invoke_endpoint_s3_segment_lands_in_dynamodb(served):
     assert p["confidence"] == pytest.approx(p["top_k"][0]["probability"])
     assert p["margin"] == pytest.approx(p["top_k"][0]["probability"] - p["top_k"][1]["probability"])
     assert 0 <= p["entropy"] <= 1.3863  # ln 4
-    assert set(p["timings_ms"]) == {"fetch", "decode", "preprocess", "model", "store", "total"}
+    assert set(p["timings_ms"]) == {"fetch", "decode", "preprocess", "model", "signals", "store", "total"}
     assert p["frames"] == [list(range(142, 157, 2))]  # centered (no keyframe within 7 frames)
     assert p["model_version"] == "tiny-1" and p["stored"] is True
     # The embedding: the classifier's 2048-d input (I3D-R50 pooled features), unit length.
@@ -210,6 +212,8 @@ def test_concurrent_requests_are_batched_and_answer_like_sequential_ones(served)
         # bf16 kernels may block a batch of 4 differently from a batch of 1: equal to ~1e-3.
         assert p["confidence"] == pytest.approx(alone["confidence"], abs=1e-3)
         np.testing.assert_allclose(p["embedding"], alone["embedding"], atol=1e-3)
-    # Every request went through the batcher (1 to 4 clips per forward, as they arrived).
+    # Every request went through the batcher (1 to 4 clips per forward, as they arrived), and so
+    # did the second clip of each doubtful one (the random-weight model doubts everything).
     forwards = metric(server, "clipwatch_endpoint_batch_clips_count") - before
-    assert 1 <= forwards <= 4
+    second_clips = sum(p["signals"]["disagreement"] is not None for p in got)
+    assert 1 <= forwards <= 4 + second_clips

@@ -15,7 +15,8 @@ import pytest
 
 from clipwatch.records import LabelScore, Prediction, ReviewDecision, RoutingSignals
 from clipwatch.store.sqlite import SqliteStore
-from training.routing import (choose_threshold, fit_logistic, risk_coverage, upper_bound)
+from training.routing import (Observation, choose_threshold, fit_logistic, intra_stream_correlation,
+                              risk_coverage, upper_bound)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +61,28 @@ def test_no_threshold_is_certified_when_the_model_is_wrong_too_often():
     wrong = rng.uniform(0, 1, 400) < 0.3  # 30% wrong whatever the score
     point = choose_threshold(np.linspace(0, 1, 50), s, wrong, 0.02, 0.1)
     assert point["threshold"] == -1.0 and point["accepted"] == 0 and point["review_rate"] == 1.0
+
+
+def test_errors_in_runs_widen_the_bound_by_the_design_effect():
+    """Streams whose segments are all right or all wrong: ρ ≈ 1, so 40 accepted segments in 4
+    streams weigh like 4 trials and certify nothing that 40 independent ones would."""
+    def obs(stream, wrong):
+        p = Prediction(stream_id=stream, sequence=0, segment_uri="/x", model_version="m", label="a",
+                       confidence=0.9, margin=0.8, entropy=0.1, top_k=[], frames=[], device="cpu",
+                       timings_ms={}, review=ReviewDecision(needs_review=False))
+        return Observation(stream, p, ["b"] if wrong else ["a"])
+
+    clustered = [obs(f"s{i}", i % 10 == 0) for i in range(20) for _ in range(10)]
+    assert intra_stream_correlation(clustered) > 0.95
+    independent = [obs(f"s{i}", j == 0) for i in range(20) for j in range(10)]
+    assert intra_stream_correlation(independent) == 0.0
+    scores = np.zeros(40)
+    wrong = np.zeros(40, dtype=bool)
+    streams = np.repeat([f"s{i}" for i in range(4)], 10)
+    alone = choose_threshold(np.array([0.5]), scores, wrong, 0.1, 0.1)
+    together = choose_threshold(np.array([0.5]), scores, wrong, 0.1, 0.1, streams=streams, rho=1.0)
+    assert alone["threshold"] == 0.5 and alone["upper_bound"] < 0.1
+    assert together["threshold"] == -1.0  # 4 effective trials cannot show an error under 10%
 
 
 def test_logistic_regression_finds_the_signal_that_separates_right_from_wrong():
@@ -175,6 +198,31 @@ def test_evaluate_routing_says_what_is_wrong_with_unusable_data(tmp_path, routed
     assert run.returncode == 2 and "ground_truth.jsonl:1" in run.stderr and "labels" in run.stderr
 
 
+def test_segments_that_are_missing_or_do_not_decode_are_named_and_the_rest_is_used(routed_model, tmp_path):
+    import shutil
+
+    from clipwatch.blobs import SegmentReader
+    from inference.model import load_classifier
+    from inference.predictor import Endpoint
+    from training.routing import collect, find_streams
+
+    model_dir, _ = routed_model
+    stream = tmp_path / "cam"
+    shutil.copytree(find_streams(model_dir.parent / "streams")[0], stream)
+    (stream / "seg_00001.ts").write_bytes(b"\x47" + bytes(5000))  # a sync byte, then nothing
+    (stream / "seg_00002.ts").unlink()
+    endpoint = Endpoint(load_classifier(model_dir), SegmentReader(allowed_dirs=(tmp_path.resolve(),)),
+                        store=None, propose=False)
+    skipped: dict[str, str] = {}
+    try:
+        observations = collect(endpoint, [stream], skipped=skipped)
+    finally:
+        endpoint.close()
+    assert [o.prediction.sequence for o in observations] == [0]
+    assert set(skipped) == {str((stream / f"seg_0000{i}.ts").resolve()) for i in (1, 2)}
+    assert all(reason for reason in skipped.values())
+
+
 def _stored(store, seq, label, review=False):
     from clipwatch.store import save_prediction
 
@@ -187,12 +235,14 @@ def _stored(store, seq, label, review=False):
     return p
 
 
-@pytest.mark.parametrize("arrival", ["in order", "middle last"])
-def test_a_segment_both_neighbours_contradict_goes_to_review_late(tmp_path, arrival, demo_classifier):
+@pytest.mark.parametrize("arrival,backend", [("in order", "sqlite"), ("middle last", "sqlite"),
+                                             ("middle last", "dynamodb")])
+def test_a_segment_both_neighbours_contradict_goes_to_review_late(tmp_path, arrival, backend, demo_classifier,
+                                                                   request):
     from clipwatch.blobs import SegmentReader
     from inference.predictor import Endpoint
 
-    store = SqliteStore(tmp_path / "p.db")
+    store = SqliteStore(tmp_path / "p.db") if backend == "sqlite" else request.getfixturevalue("dynamo_store")
     endpoint = Endpoint(demo_classifier, SegmentReader(), store, propose=False)
     try:
         order = [(0, "walking"), (1, "running"), (2, "walking")]
@@ -205,12 +255,13 @@ def test_a_segment_both_neighbours_contradict_goes_to_review_late(tmp_path, arri
         assert "between two segments labelled walking" in middle.review.reasons[-1]
         tasks = store.review_tasks()
         assert [(t.sequence, t.kind) for t in tasks] == [(1, "temporal")]
+        assert store.get_review_task(tasks[0].task_id).reasons == middle.review.reasons
         # agreeing neighbours, or a middle already routed, change nothing
         endpoint._check_neighbours(_stored(store, 3, "walking"))
         _stored(store, 5, "jumping", review=True)
         endpoint._check_neighbours(_stored(store, 6, "walking"))
         endpoint._check_neighbours(_stored(store, 4, "walking"))
-        assert [t.sequence for t in store.review_tasks()] == [1, 5]
+        assert sorted(t.sequence for t in store.review_tasks()) == [1, 5]
     finally:
         endpoint.close()
         store.close()

@@ -101,13 +101,14 @@ def evaluate_routing(model_dir: Path, streams_dir: Path, out: Path | None = None
     classifier = load_classifier(model_dir)
     endpoint = Endpoint(classifier, SegmentReader(allowed_dirs=(Path(streams_dir).resolve(),)),
                         store=None, propose=False)
+    skipped: dict[str, str] = {}
     try:
-        observations = collect(endpoint, streams, progress)
+        observations = collect(endpoint, streams, progress, skipped)
     finally:
         endpoint.close()
     card, report = fit_routing(observations, alpha, delta)
     report.update(model=str(model_dir), model_version=classifier.card.version, data=str(streams_dir),
-                  reference_bank=classifier.reference is not None)
+                  reference_bank=classifier.reference is not None, skipped_segments=skipped)
     out.mkdir(parents=True, exist_ok=True)
     (out / "routing.json").write_text(json.dumps(report, indent=1) + "\n")
     plot_risk_coverage(report, out / "routing.png")

@@ -110,7 +110,8 @@ def _evaluate_routing(args) -> None:
     print(json.dumps({"model_version": report["model_version"], "segments": report["segments"],
                       "model_accuracy": report["model_accuracy"], "operating_point": point,
                       "test": test, "aurc": {k: round(v["aurc"], 4) for k, v in report["risk_coverage"].items()},
-                      "aurc_without": report["aurc_without"]}, indent=1))
+                      "aurc_without": report["aurc_without"], "skipped_segments": report["skipped_segments"]},
+                     indent=1))
     if point["threshold"] < 0:
         print(f"clipwatch evaluate: no threshold certifies an auto-accepted error <= {args.alpha:.1%} at "
               f"{1 - args.delta:.0%} confidence on these {point['n']} calibration segments: "
