@@ -8,7 +8,10 @@ its accuracy is measured on held-out streams. Three orders:
 - ``queue``: today's (``review/queue.order_queue``: the most uncertain half, clustered by k-means
   on the clip embeddings into ``k`` groups, each group's most central clip first);
 - ``uncertainty``: the ``k`` most uncertain;
-- ``random``.
+- ``random``;
+- ``queue→uncertainty``: today's queue for the first ``--switch-after`` labels (50), uncertainty
+  only after: diversity where labels are few, uncertainty where the model has learned enough to
+  know what it does not know.
 
 Retraining is the frozen-backbone recipe of ``clipwatch train --base`` (``training/features.py``):
 the serving model's embeddings stay, a softmax head is refitted on the labels — seconds, so a
@@ -30,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ORDERS = ("queue", "uncertainty", "random")
+ORDERS = ("queue", "uncertainty", "random", "queue→uncertainty")
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, classes: int, l2: float = 1e-3, steps: int = 300) -> np.ndarray:
@@ -56,8 +59,12 @@ def probabilities(w: np.ndarray, x: np.ndarray) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
-def pick(order: str, pool: list[int], p: np.ndarray, x: np.ndarray, k: int, rng, predictions) -> list[int]:
-    """The next ``k`` pool items (indices into the pool) in the given order."""
+def pick(order: str, pool: list[int], p: np.ndarray, x: np.ndarray, k: int, rng, predictions,
+         labelled: int = 0, switch_after: int = 50) -> list[int]:
+    """The next ``k`` pool items (indices into the pool) in the given order, ``labelled`` labels
+    in."""
+    if order == "queue→uncertainty":
+        order = "queue" if labelled < switch_after else "uncertainty"
     if order == "random":
         return list(rng.choice(len(pool), size=min(k, len(pool)), replace=False))
     top = np.sort(p, axis=1)
@@ -76,7 +83,8 @@ def pick(order: str, pool: list[int], p: np.ndarray, x: np.ndarray, k: int, rng,
     return [position[id(item)] for item in order_queue(items, budget=k)[:k]]
 
 
-def simulate(x, y, pool_idx, test_idx, classes, order, k, rounds, seed, predictions) -> list[float]:
+def simulate(x, y, pool_idx, test_idx, classes, order, k, rounds, seed, predictions,
+             switch_after: int = 50) -> list[float]:
     rng = np.random.default_rng(seed)
     labelled = list(rng.choice(pool_idx, size=k, replace=False))
     pool = [i for i in pool_idx if i not in set(labelled)]
@@ -86,7 +94,8 @@ def simulate(x, y, pool_idx, test_idx, classes, order, k, rounds, seed, predicti
         curve.append(float((probabilities(w, x[test_idx]).argmax(1) == y[test_idx]).mean()))
         if not pool:
             break
-        chosen = pick(order, pool, probabilities(w, x[pool]), x[pool], k, rng, predictions)
+        chosen = pick(order, pool, probabilities(w, x[pool]), x[pool], k, rng, predictions,
+                      len(labelled), switch_after)
         labelled += [pool[n] for n in chosen]
         pool = [i for n, i in enumerate(pool) if n not in set(chosen)]
     return curve
@@ -105,7 +114,7 @@ def plot(result: dict, out_png: Path) -> None:
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     k = result["k"]
-    for order, colour in zip(ORDERS, ("tab:blue", "tab:orange", "tab:gray")):
+    for order, colour in zip(ORDERS, ("tab:blue", "tab:orange", "tab:gray", "tab:green")):
         mean = np.array(result["curves"][order]["mean"])
         spread = np.array(result["curves"][order]["std"])
         reviews = k * (np.arange(len(mean)) + 1)
@@ -124,6 +133,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--switch-after", type=int, default=50, help="queue→uncertainty: labels before switching")
     ap.add_argument("--out", type=Path, default=ROOT / ".cache" / "benchmarks" / "active_learning.json")
     args = ap.parse_args()
 
@@ -149,8 +159,8 @@ def main() -> None:
     pool_idx = list(range(len(parts["fit"]) + len(parts["calibration"])))
     test_idx = np.arange(len(pool_idx), len(ordered))
     curves = {order: [simulate(x, y, pool_idx, test_idx, len(classifier.classes), order, args.k,
-                               args.rounds, seed, predictions) for seed in range(args.repeats)]
-              for order in ORDERS}
+                               args.rounds, seed, predictions, args.switch_after)
+                      for seed in range(args.repeats)] for order in ORDERS}
     result = {"k": args.k, "rounds": args.rounds, "repeats": args.repeats, "model": classifier.card.version,
               "pool": len(pool_idx), "held_out": len(test_idx),
               "serving_model_accuracy_on_held_out": round(float(np.mean([not o.wrong for o in parts["test"]])), 4),

@@ -26,7 +26,7 @@ from clipwatch.store import PredictionStore
 
 from .agreement import agreement, consensus
 from .errors import InvalidAnnotation, LeaseConflict, TaskNotFound, WrongState
-from .queue import QueueItem, features_for, order_queue
+from .queue import DIVERSE_UNTIL, QueueItem, features_for, order_queue
 
 # Free text is taken as typed ("left hand < right hand" is a description, not an attack): what
 # keeps pages safe is escaping on output (autoescaped templates, textContent in the scripts, a
@@ -84,7 +84,18 @@ class ReviewService:
         predictions = [self.store.get_prediction(t.stream_id, t.sequence) for t in tasks]
         feats, kind = features_for(predictions)
         items = [QueueItem(t, f) for t, f in zip(tasks, feats)]
-        return order_queue(items, self.page_size), kind
+        return order_queue(items, self.page_size, diverse=self._few_labels(tasks)), kind
+
+    def _few_labels(self, pending: list) -> bool:
+        """Does the model the queue is mostly for have fewer than ``DIVERSE_UNTIL`` reviewed
+        labels? (``review.queue``: diversity first only until then.)"""
+        if not pending:
+            return True
+        versions = [t.model_version for t in pending]
+        version = max(set(versions), key=versions.count)
+        done = sum(t.model_version == version for status in ("reviewed", "audited")
+                   for t in self.store.review_tasks(status, 10 * DIVERSE_UNTIL))
+        return done < DIVERSE_UNTIL
 
     def next_task(self, reviewer: str) -> Optional[ReviewTask]:
         """The reviewer's current lease if any, else the first free task in queue order."""

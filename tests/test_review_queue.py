@@ -92,3 +92,34 @@ def test_consensus_takes_the_majority_and_the_medoid():
     assert summary["reviews"] == 3 and 0 < summary["mean_label_iou"] < 1
     chosen, label, summary = consensus([a])
     assert chosen is a and label == "run"
+
+
+def test_without_diversity_the_order_is_uncertainty_alone():
+    rng = np.random.default_rng(0)
+    items = [QueueItem(task(i, 0.9 - 0.05 * i), np.eye(3)[i % 3] + rng.normal(0, 0.01, 3)) for i in range(12)]
+    ordered = order_queue(items, budget=3, diverse=False)
+    assert [i.task.sequence for i in ordered] == list(range(12))
+    assert not any(i.centroid for i in ordered)
+
+
+def test_the_service_drops_diversity_once_the_model_has_enough_reviewed_labels(tmp_path):
+    """review.queue.DIVERSE_UNTIL: diversity while a model version has few reviewed labels,
+    uncertainty alone after (the order benchmarks/active_learning.py found best)."""
+    from clipwatch.store.sqlite import SqliteStore
+    from review.queue import DIVERSE_UNTIL
+    from review.service import ReviewService
+
+    store = SqliteStore(tmp_path / "q.db")
+    for i in range(6):
+        store.put_review_task(task(i, 0.9 - 0.1 * i).model_copy(update={"model_version": "m1"}))
+    service = ReviewService(store, ["a", "b"], timing_of=lambda uri: (10.0, 30.0), page_size=2)
+    assert service._few_labels(store.review_tasks("pending"))
+    for i in range(DIVERSE_UNTIL):
+        store.put_review_task(task(100 + i, 0.5).model_copy(update={"model_version": "m1", "status": "reviewed"}))
+    assert not service._few_labels(store.review_tasks("pending"))
+    store.put_review_task(task(999, 0.95).model_copy(update={"model_version": "m2"}))
+    store.put_review_task(task(998, 0.95).model_copy(update={"model_version": "m2"}))
+    for i in range(6):  # a new model version, most of the queue: diversity again
+        store.put_review_task(task(900 + i, 0.4).model_copy(update={"model_version": "m2"}))
+    assert service._few_labels(store.review_tasks("pending"))
+    store.close()
