@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,12 +37,14 @@ def promtool() -> str:
     return path
 
 
-def scrape(model: str) -> dict[str, float]:
-    """The drift gauges of ``model`` as the exposition text gives them, keyed by series."""
+def scrape(model: str, streams: tuple[str, ...]) -> dict[str, float]:
+    """The drift gauges of ``model`` and ``streams`` as the exposition text gives them, keyed by
+    series (the process's other tests leave gauges of their own streams behind)."""
     out = {}
     for family in text_string_to_metric_families(generate_latest().decode()):
         for s in family.samples:
-            if s.name in DRIFT_METRICS and s.labels.get("model") == model:
+            if (s.name in DRIFT_METRICS and s.labels.get("model") == model
+                    and s.labels.get("stream", streams[0]) in streams):
                 labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
                 out[f"{s.name}{{{labels}}}"] = s.value
     return out
@@ -66,19 +69,20 @@ def test_a_stream_whose_camera_turns_to_something_new_raises_the_alert(routed_mo
     allowed = (synthetic[0].parents[1].resolve(), real[0].parent.resolve())
     endpoint = Endpoint(classifier, SegmentReader(allowed_dirs=allowed), store=None, propose=False)
     steps = 26  # 4 segments like the calibration ones, then 22 of real footage: a full window
+    steady, turned = f"steady-{uuid.uuid4().hex[:6]}", f"turned-{uuid.uuid4().hex[:6]}"
     scrapes = []
     try:
         for step in range(steps):
-            turned = synthetic[step] if step < 4 else real[(step - 4) % len(real)]
-            for stream, path in (("steady", synthetic[-1 - step % len(synthetic)]), ("turned", turned)):
+            segment = synthetic[step] if step < 4 else real[(step - 4) % len(real)]
+            for stream, path in ((steady, synthetic[-1 - step % len(synthetic)]), (turned, segment)):
                 endpoint.invoke(InvocationRequest(uri=str(path), stream_id=stream, sequence=step))
-            scrapes.append(scrape(model))
+            scrapes.append(scrape(model, (steady, turned)))
     finally:
         endpoint.close()
 
     evidence = {s: scrapes[-1][f'clipwatch_stream_evidence_median{{model="{model}",stream="{s}"}}']
-                for s in ("steady", "turned")}
-    assert evidence["turned"] < evidence["steady"]
+                for s in (steady, turned)}
+    assert evidence[turned] < evidence[steady]
     # the scraped series, one sample a minute, as promtool's input
     series = sorted({k for s in scrapes for k in s})
     input_series = [{"series": k, "values": " ".join(str(s.get(k, "_")) for s in scrapes)} for k in series]
@@ -90,7 +94,7 @@ def test_a_stream_whose_camera_turns_to_something_new_raises_the_alert(routed_mo
     test = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [{
         "interval": "1m", "input_series": input_series, "alert_rule_test": [
             {"eval_time": f"{steps - 1}m", "alertname": "ClipwatchStreamWeakEvidence", "exp_alerts": [
-                {"exp_labels": {"severity": "warning", "stream": "turned", "model": model}}]},
+                {"exp_labels": {"severity": "warning", "stream": turned, "model": model}}]},
             *({"eval_time": "5m", "alertname": name, "exp_alerts": []} for name in (
                 "ClipwatchStreamNovel", "ClipwatchStreamWeakEvidence", "ClipwatchStreamConfidenceDrop",
                 "ClipwatchStreamReviewRateHigh"))]}]}
