@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Optional
 
 from .quantize import INT8_FILE
+from .signals import REFERENCE_FILE
 
 REQUIRED = ("model-symbol.json", "model-0000.params", "classes.txt")
-OPTIONAL = ("model.json", INT8_FILE)  # a seed directory has no model.json; int8 is `quantize`'s
+# a seed directory has no model.json; int8 is `quantize`'s; the reference bank `evaluate`'s (the
+# routing card in model.json needs it: without it a cloud endpoint falls back to thresholds)
+OPTIONAL = ("model.json", INT8_FILE, REFERENCE_FILE)
 
 
 def write_model_archive(model_dir: Path, out: Optional[Path] = None) -> Path:

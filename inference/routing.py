@@ -5,8 +5,8 @@ The score is a logistic regression on the standardised signals (``FEATURES``), f
 held-out labelled segments to predict "the model is wrong": a small, documented model, not
 hand-tuned weights. A segment goes to review when its score is above the card's ``threshold``,
 chosen on a separate calibration split so that the auto-accepted error is at most ``alpha`` with
-confidence ``1 − delta`` (Clopper–Pearson bounds tested in a fixed sequence, Learn then Test;
-``training.routing`` says how). Both live in ``model.json`` under ``routing``; a model without
+confidence ``1 − delta`` (Clopper–Pearson bounds tested in a fixed sequence, Learn then Test,
+with a design effect for errors that come in runs; ``training.routing`` says how). Both live in ``model.json`` under ``routing``; a model without
 them is routed by ``ReviewPolicy``'s thresholds, as before.
 """
 
@@ -75,7 +75,7 @@ class RoutingCard(BaseModel):
         score = self.score(x)
         if score <= self.threshold:
             return score, []
-        push = (x - np.asarray(self.mean)) / np.asarray(self.scale) * np.asarray(self.coef)
+        push = self._push(x)
         top = [i for i in np.argsort(-push)[:2] if push[i] > 0]
         why = ", ".join(f"{self.features[i]} {x[i]:.3f}" for i in top)
         return score, [f"review score {score:.3f} > {self.threshold:.3f} "
@@ -84,9 +84,11 @@ class RoutingCard(BaseModel):
 
     def top_signal(self, p: Prediction) -> str:
         """The signal that pushed this prediction's score up most: what the demo counts."""
-        x = self.vector(p)
-        push = (x - np.asarray(self.mean)) / np.asarray(self.scale) * np.asarray(self.coef)
-        return self.features[int(np.argmax(push))]
+        return self.features[int(np.argmax(self._push(self.vector(p))))]
+
+    def _push(self, x: np.ndarray) -> np.ndarray:
+        """Each signal's term in the score's logit, relative to an average segment."""
+        return (x - np.asarray(self.mean)) / np.asarray(self.scale) * np.asarray(self.coef)
 
 
 def motion_z(motion: float, label: str, motion_by_label: dict[str, tuple[float, float]]) -> float:

@@ -30,10 +30,12 @@ def test_the_model_archive_unpacks_into_a_model_directory_the_endpoint_serves(tm
     with tarfile.open(tmp_path / "model.tar.gz") as tar:
         names = tar.getnames()
         tar.extractall(tmp_path / "opt-ml-model", filter="data")  # what SageMaker does
-    assert set(names) == {"model-symbol.json", "model-0000.params", "classes.txt", "model.json", "model-int8.pt"}
+    assert set(names) == {"model-symbol.json", "model-0000.params", "classes.txt", "model.json", "model-int8.pt",
+                          "reference.npz"}
     served = load_classifier(tmp_path / "opt-ml-model")
     original = load_classifier(ROOT / "models" / "demo")
     assert served.classes == original.classes and served.card.version == original.card.version
+    assert served.routing_status == original.routing_status and served.reference is not None
 
 
 def test_a_catalogue_model_is_packaged_by_name(kinetics_dir, tmp_path):
