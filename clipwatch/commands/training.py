@@ -74,7 +74,6 @@ def _evaluate(args) -> int:
     from clipwatch.errors import ModelUnavailable
     from training.datasets import DatasetError
     from training.evaluate import evaluate
-
     from training.routing import RoutingDataError
 
     if not args.data and not args.routing:
