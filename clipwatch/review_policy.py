@@ -6,10 +6,11 @@ in the spirit of A2I's activation conditions:
 
 - **uncertain**: where the model has a fitted review score and operating point
   (``inference.routing``: all signals combined, the auto-accepted error bounded), a score above
-  the operating point; for a model without one (the fallback), calibrated confidence below
-  ``min_confidence``, margin (top-1 − top-2) below ``min_margin`` or entropy above
-  ``max_entropy``, each threshold overridable per class (a class the model confuses often gets a
-  stricter bar);
+  the operating point; and calibrated confidence below ``min_confidence``, margin (top-1 −
+  top-2) below ``min_margin`` or entropy above ``max_entropy``, each overridable per class (a
+  class the model confuses often gets a stricter bar). Thresholds an operator sets always apply
+  (they can only add reviews, never weaken the bound); unset, they default to 0.6 and 0.2 only
+  for a model without an operating point (the fallback);
 - **sample**: a fixed fraction of confident predictions is reviewed anyway, so the accuracy of
   what is auto-accepted is measured, not assumed. The draw is a hash of (stream, sequence), so a
   repeated event or a restarted endpoint draws the same segments;
@@ -45,35 +46,44 @@ def sample_draw(stream_id: str, sequence: int) -> float:
     return int.from_bytes(digest, "big") / 2.0 ** 64
 
 
+FALLBACK = Thresholds(min_confidence=0.6, min_margin=0.2)  # for a model without an operating point
+
+
 @dataclass(frozen=True)
 class ReviewPolicy:
-    min_confidence: float = 0.6  # calibrated top-1 probability below this → review
-    min_margin: float = 0.2  # top-1 minus top-2 below this → review (two activities compete)
+    # None: not set — FALLBACK's value for a model without an operating point, else unused
+    min_confidence: Optional[float] = None  # calibrated top-1 probability below this → review
+    min_margin: Optional[float] = None  # top-1 minus top-2 below this → review (two activities compete)
     max_entropy: Optional[float] = None  # nats; above this → review (None: not used)
     per_class: Mapping[str, Thresholds] = field(default_factory=dict)  # keyed by predicted label
     sample_fraction: float = 0.02  # of confident predictions, reviewed to measure accuracy
     budget_per_hour: Optional[int] = None  # tasks per stream per rolling hour (None: no cap)
     reviews_required: int = 1  # independent reviews per task (consensus when > 1)
 
-    def thresholds(self, label: Optional[str]) -> Thresholds:
+    def thresholds(self, label: Optional[str], fallback: bool = True) -> Thresholds:
+        """The thresholds in force for ``label``: its own, else the global ones, else (with
+        ``fallback``, for a model without an operating point) FALLBACK's."""
         own = self.per_class.get(label or "", Thresholds())
-        return Thresholds(
-            own.min_confidence if own.min_confidence is not None else self.min_confidence,
-            own.min_margin if own.min_margin is not None else self.min_margin,
-            own.max_entropy if own.max_entropy is not None else self.max_entropy)
+        last = FALLBACK if fallback else Thresholds()
+
+        def first(*values):
+            return next((v for v in values if v is not None), None)
+
+        return Thresholds(first(own.min_confidence, self.min_confidence, last.min_confidence),
+                          first(own.min_margin, self.min_margin, last.min_margin),
+                          first(own.max_entropy, self.max_entropy, last.max_entropy))
 
     def decide(self, confidence: float, margin: float, *, entropy: Optional[float] = None,
                label: Optional[str] = None, stream_id: Optional[str] = None,
                sequence: Optional[int] = None, store=None, now: Optional[float] = None,
                scored: Optional[tuple[float, list[str]]] = None) -> ReviewDecision:
         """The verdict for one prediction. ``scored``: (review score, reasons) from the model's
-        operating point (``RoutingCard.verdict``), which then replaces the thresholds. With
-        ``store`` (anything with ``count_review_tasks(stream_id, since)``) the per-stream budget
-        is enforced too."""
-        if scored is not None:
-            score, reasons = scored[0], list(scored[1])
-        else:
-            score, reasons = None, self._threshold_reasons(confidence, margin, entropy, label)
+        operating point (``RoutingCard.verdict``); the thresholds set explicitly apply beside it,
+        the fallback defaults only without it. With ``store`` (anything with
+        ``count_review_tasks(stream_id, since)``) the per-stream budget is enforced too."""
+        score = scored[0] if scored is not None else None
+        reasons = (list(scored[1]) if scored is not None else []) + self._threshold_reasons(
+            confidence, margin, entropy, label, fallback=scored is None)
         kind = "uncertain" if reasons else None
         if kind is None and stream_id is not None and sequence is not None and self.sample_fraction > 0:
             draw = sample_draw(stream_id, sequence)
@@ -100,13 +110,13 @@ class ReviewPolicy:
         return decision
 
     def _threshold_reasons(self, confidence: float, margin: float, entropy: Optional[float],
-                           label: Optional[str]) -> list[str]:
-        t = self.thresholds(label)
+                           label: Optional[str], fallback: bool) -> list[str]:
+        t = self.thresholds(label, fallback)
         scope = f" for {label}" if label in self.per_class else ""
         reasons = []
-        if confidence < t.min_confidence:
+        if t.min_confidence is not None and confidence < t.min_confidence:
             reasons.append(f"confidence {confidence:.3f} < {t.min_confidence}{scope}")
-        if margin < t.min_margin:
+        if t.min_margin is not None and margin < t.min_margin:
             reasons.append(f"margin {margin:.3f} < {t.min_margin}{scope}")
         if entropy is not None and t.max_entropy is not None and entropy > t.max_entropy:
             reasons.append(f"entropy {entropy:.3f} > {t.max_entropy}{scope}")

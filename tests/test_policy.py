@@ -19,6 +19,20 @@ def test_thresholds_give_every_reason():
     assert not ok.needs_review and ok.reasons == [] and ok.kind is None
 
 
+def test_beside_a_review_score_only_the_thresholds_set_apply():
+    """The fallback defaults stand in for a missing operating point; thresholds an operator sets
+    apply beside the score (they can only add reviews)."""
+    scored = (0.01, [])  # the score says: auto-accept
+    assert not ReviewPolicy(sample_fraction=0).decide(0.3, 0.05, scored=scored).needs_review
+    assert ReviewPolicy(sample_fraction=0).decide(0.3, 0.05).reasons == ["confidence 0.300 < 0.6",
+                                                                          "margin 0.050 < 0.2"]
+    strict = ReviewPolicy(min_confidence=0.9, sample_fraction=0)
+    d = strict.decide(0.85, 0.8, scored=scored)
+    assert d.needs_review and d.reasons == ["confidence 0.850 < 0.9"] and d.score == 0.01
+    flagged = ReviewPolicy(sample_fraction=0).decide(0.99, 0.98, scored=(0.4, ["review score 0.400 > 0.3"]))
+    assert flagged.needs_review and flagged.uncertainty == 0.4 and flagged.reasons == ["review score 0.400 > 0.3"]
+
+
 def test_per_class_thresholds_override_the_global_ones():
     p = ReviewPolicy(per_class={"running": Thresholds(min_confidence=0.95)}, sample_fraction=0)
     assert p.decide(0.9, 0.8, label="running").reasons == ["confidence 0.900 < 0.95 for running"]

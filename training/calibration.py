@@ -1,8 +1,10 @@
 """Temperature scaling for the classifier's confidence, and the measures that check it.
 
-Why it matters here: the endpoint sends a prediction to human review when its top-1
-probability is below ``ReviewPolicy.min_confidence`` (0.6 by default). That threshold only
-means "less than 60 % likely to be right" if the probabilities are calibrated, and networks
+Why it matters here: for a model without a fitted review score (``inference.routing``) the
+endpoint sends a prediction to human review when its top-1 probability is below
+``ReviewPolicy.min_confidence`` (0.6 by default), and the score itself starts from confidence.
+That threshold only means "less than 60 % likely to be right" if the probabilities are
+calibrated, and networks
 trained with cross-entropy are usually overconfident (Guo et al. 2017, "On Calibration of
 Modern Neural Networks"): uncalibrated, too few doubtful segments would reach a reviewer.
 
