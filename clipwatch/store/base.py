@@ -92,5 +92,5 @@ def flag_for_review(store: PredictionStore, p: Prediction, kind: str, reason: st
 
     if not store.change_prediction(p.stream_id, p.sequence, p.model_version, flag) or not flagged:
         return None
-    task = ReviewTask.for_prediction(flagged[0])
+    task = ReviewTask.for_prediction(flagged[-1])  # a conditional write may retry: the last is stored
     return task if store.put_review_task(task) else None

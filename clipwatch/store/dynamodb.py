@@ -245,12 +245,12 @@ class DynamoStore:
             p.human_label, p.reviewed_by, p.reviewed_at, p.status = label, by, at, status
 
         return self.change_prediction(stream_id, sequence, model_version, review,
-                                       {"human_label": {"S": label}, "review_status": {"S": status}})
+                                      {"human_label": {"S": label}, "review_status": {"S": status}})
 
     def attach_presegmentation(self, stream_id: str, sequence: int, model_version: str,
                                presegmentation: Presegmentation) -> bool:
         return self.change_prediction(stream_id, sequence, model_version,
-                                       lambda p: setattr(p, "presegmentation", presegmentation))
+                                      lambda p: setattr(p, "presegmentation", presegmentation))
 
     # --- annotations and audits --------------------------------------------------------------
 

@@ -148,7 +148,7 @@ class SqliteStore:
     def attach_presegmentation(self, stream_id: str, sequence: int, model_version: str,
                                presegmentation: Presegmentation) -> bool:
         return self.change_prediction(stream_id, sequence, model_version,
-                                       lambda p: setattr(p, "presegmentation", presegmentation))
+                                      lambda p: setattr(p, "presegmentation", presegmentation))
 
     # --- review tasks ----------------------------------------------------------------------
 
