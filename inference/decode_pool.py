@@ -42,9 +42,10 @@ def _init_worker() -> None:
 
 
 def _decode_job(data: bytes, sampler: ClipSampler, resize: tuple[int, int], crop: int,
-                threads: int = 1, decoder: str = DEFAULT_DECODER) -> tuple[DecodedClips, float]:
+                threads: int = 1, decoder: str = DEFAULT_DECODER,
+                window: tuple[float, float] | None = None) -> tuple[DecodedClips, float]:
     start = time.perf_counter()
-    decoded = decode_clips(data, sampler, resize, num_threads=threads, decoder=decoder)
+    decoded = decode_clips(data, sampler, resize, window=window, num_threads=threads, decoder=decoder)
     decoded.frames = center_crop_clips(decoded.frames, crop)
     return decoded, (time.perf_counter() - start) * 1000.0
 
@@ -80,8 +81,9 @@ class DecodePool:
         return [p.pid for p in (self._pool._processes or {}).values()]
 
     def decode(self, data: bytes, sampler: ClipSampler, resize: tuple[int, int],
-               crop: int) -> DecodedClips:
-        """Frames the sampler picks, scaled to ``resize`` and center-cropped to ``crop``."""
+               crop: int, window: tuple[float, float] | None = None) -> DecodedClips:
+        """Frames the sampler picks (within ``window`` seconds, when given), scaled to ``resize``
+        and center-cropped to ``crop``."""
         # Alone, a segment decodes with frame threads on every core (lowest latency); with
         # others in flight, one thread each (frame threading costs ~10% more CPU per frame,
         # and the pool's workers already keep the cores busy).
@@ -89,17 +91,17 @@ class DecodePool:
             self._in_flight += 1
             threads = 0 if self._in_flight == 1 else 1
         try:
-            return self._decode(data, sampler, resize, crop, threads)
+            return self._decode(data, sampler, resize, crop, threads, window)
         finally:
             with self._lock:
                 self._in_flight -= 1
 
-    def _decode(self, data, sampler, resize, crop, threads) -> DecodedClips:
+    def _decode(self, data, sampler, resize, crop, threads, window) -> DecodedClips:
         for attempt in (1, 2):
             pool = self._pool
             try:
                 decoded, _ = pool.submit(_decode_job, data, sampler, resize, crop, threads,
-                                         self.decoder).result()
+                                         self.decoder, window).result()
                 return decoded
             except BrokenProcessPool:
                 # A worker died (a decoder can crash on hostile input), and with it every job in

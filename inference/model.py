@@ -89,10 +89,15 @@ class Classifier:
         self._lock = threading.Lock()
 
     @property
+    def routing(self) -> RoutingCard | None:
+        """The review score to serve: the card's, when the reference bank its novelty signals
+        were fitted with is here too; None: the fallback thresholds."""
+        return self.card.routing if self.reference is not None else None
+
+    @property
     def routing_status(self) -> str:
         """How this model's predictions are routed to review, for /ping and the log."""
-        if self.card.routing is not None and self.reference is not None:
-            r = self.card.routing
+        if (r := self.routing) is not None:
             return (f"fitted review score, auto-accepted error <= {r.alpha:.0%} at "
                     f"{1 - r.delta:.0%} confidence")
         if self.card.routing is not None:

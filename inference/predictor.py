@@ -72,7 +72,7 @@ class Endpoint:
         self.proposer = Proposer(self) if propose and store is not None else None
         self.decode_pool = DecodePool(decode_workers, decoder=decoder) if decode_workers > 0 else None
         self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
-        self.routing = classifier.card.routing if classifier.reference is not None else None
+        self.routing = classifier.routing
         self.drift = StreamDrift(classifier.card.version,
                                  classifier.card.routing.reference if classifier.card.routing else None)
         log.info("model %s: review routing by %s", classifier.card.version, classifier.routing_status)
@@ -110,11 +110,7 @@ class Endpoint:
             with timer.phase("fetch"):
                 data = self.reader.read(segment.uri)
             with timer.phase("decode"):  # includes the center crop
-                if self.decode_pool is not None:
-                    decoded = self.decode_pool.decode(data, self.sampler, spec.resize, spec.crop)
-                else:
-                    decoded = decode_clips(data, self.sampler, spec.resize, decoder=self.decoder)
-                    decoded.frames = center_crop_clips(decoded.frames, spec.crop)
+                decoded = self._decode(data, self.sampler)
             with timer.phase("preprocess"):
                 batch = normalize_clips(decoded.frames, spec.crop, spec.mean, spec.std)
             with timer.phase("model"):  # includes waiting for a batch slot under load
@@ -166,18 +162,26 @@ class Endpoint:
         signals.second_clip_label = self.classifier.classes[int(others.mean(axis=0).argmax())]
         return signals
 
+    def _decode(self, data: bytes, sampler, window: tuple[float, float] | None = None):
+        """The sampled frames, center-cropped: in the decode workers when there are some (a
+        decoder that crashes takes a worker down, not the endpoint), else in this thread."""
+        spec = self.classifier.card.input
+        if self.decode_pool is not None:
+            return self.decode_pool.decode(data, sampler, spec.resize, spec.crop, window)
+        decoded = decode_clips(data, sampler, spec.resize, window=window, decoder=self.decoder)
+        decoded.frames = center_crop_clips(decoded.frames, spec.crop)
+        return decoded
+
     def _second_clip(self, data: bytes, decoded) -> np.ndarray | None:
         """Logits of one clip centred in the segment's first half, or None when that half is
         shorter than a clip (a short segment: no second opinion, the score does without)."""
         spec = self.classifier.card.input
         half = decoded.num_frames / decoded.fps / 2.0 if decoded.fps else 0.0
         try:
-            second = decode_clips(data, spec.sampler(1, self.sampler.snap_to_keyframe), spec.resize,
-                                  window=(0.0, half), decoder=self.decoder)
+            second = self._decode(data, spec.sampler(1, self.sampler.snap_to_keyframe), (0.0, half))
         except Exception:  # noqa: BLE001 -- too short or undecodable there: the first answer stands
             return None
-        frames = center_crop_clips(second.frames, spec.crop)
-        return self.model(normalize_clips(frames, spec.crop, spec.mean, spec.std))[0]
+        return self.model(normalize_clips(second.frames, spec.crop, spec.mean, spec.std))[0]
 
     def _check_neighbours(self, p: Prediction) -> None:
         """Temporal context, known only once a neighbour is in: a stored auto-accepted segment
