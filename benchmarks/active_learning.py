@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from inference.scoring import softmax  # noqa: E402  -- after the path, as a script
+
 ORDERS = ("queue", "uncertainty", "random", "queue→uncertainty")
 
 
@@ -43,10 +45,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, classes: int, l2: float = 1e-3, steps
     m, v = np.zeros_like(w), np.zeros_like(w)
     onehot = np.eye(classes)[y]
     for t in range(1, steps + 1):
-        z = a @ w
-        p = np.exp(z - z.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        g = a.T @ (p - onehot) / len(a) + l2 * w
+        g = a.T @ (softmax(a @ w) - onehot) / len(a) + l2 * w
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         w -= 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
@@ -54,9 +53,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, classes: int, l2: float = 1e-3, steps
 
 
 def probabilities(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    z = np.hstack([x, np.ones((len(x), 1))]) @ w
-    p = np.exp(z - z.max(1, keepdims=True))
-    return p / p.sum(1, keepdims=True)
+    return softmax(np.hstack([x, np.ones((len(x), 1))]) @ w)
 
 
 def pick(order: str, pool: list[int], p: np.ndarray, x: np.ndarray, k: int, rng, predictions,

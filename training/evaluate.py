@@ -39,10 +39,7 @@ def evaluate(model_dir: Path, data: Path, split: str = "test", calibration_split
     skipped: dict[str, str] = {}
 
     def logits_of(split_name: str):
-        classes, records = load_split(Path(data), split_name)
-        if classes != classifier.classes:
-            raise DatasetError(f"{data}: classes {classes} differ from the model's {classifier.classes}")
-        dataset = ClipDataset(records, classifier.card.input, train=False)
+        dataset = _split_for(classifier, Path(data), split_name)
         with ThreadPoolExecutor(2) as pool:
             return dataset_logits(classifier.logits, dataset, pool, batch_size, skipped)
 
@@ -69,22 +66,27 @@ def evaluate(model_dir: Path, data: Path, split: str = "test", calibration_split
     plot_reliability(bins_before, bins_after, out / "reliability.png", result["ece_before"], result["ece_after"])
     (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     if calibrate:
-        _store_calibration(model_dir, result)
-    result["reference_bank"] = write_reference(classifier, Path(data), skipped)
+        _update_card(model_dir, lambda card: _store_calibration(card, result))
+    try:
+        result["reference_bank"] = write_reference(classifier, Path(data), skipped)
+    finally:  # the SageMaker archive carries the calibrated card (and the bank), whatever fails
+        _refresh_archive(model_dir)
     return result
+
+
+def _split_for(classifier, data: Path, split: str) -> ClipDataset:
+    """A split of ``data`` as the model sees it; DatasetError when its classes are not the model's."""
+    classes, records = load_split(data, split)
+    if classes != classifier.classes:
+        raise DatasetError(f"{data}: classes {classes} differ from the model's {classifier.classes}")
+    return ClipDataset(records, classifier.card.input, train=False)
 
 
 def write_reference(classifier, data: Path, skipped: dict[str, str], split: str = "train") -> dict:
     """The training split's embeddings as the model's reference bank; what was written."""
-    classes, records = load_split(data, split)
-    if classes != classifier.classes:
-        raise DatasetError(f"{data}: classes {classes} differ from the model's {classifier.classes}")
-    features, labels = clip_features(classifier, ClipDataset(records, classifier.card.input, train=False),
-                                     skipped=skipped)
+    features, labels = clip_features(classifier, _split_for(classifier, data, split), skipped=skipped)
     bank = ReferenceBank.build(features, labels, classifier.card.version)
     path = bank.save(classifier.directory)
-    if (classifier.directory / "model.tar.gz").is_file():
-        write_model_archive(classifier.directory)
     return {"file": str(path), "clips": len(bank.labels), "split": split}
 
 
@@ -112,21 +114,26 @@ def evaluate_routing(model_dir: Path, streams_dir: Path, out: Path | None = None
     out.mkdir(parents=True, exist_ok=True)
     (out / "routing.json").write_text(json.dumps(report, indent=1) + "\n")
     plot_risk_coverage(report, out / "routing.png")
-    card_file = model_dir / "model.json"
-    model_card = ModelCard.model_validate_json(card_file.read_text())
-    model_card.routing = card
-    card_file.write_text(model_card.model_dump_json(indent=2) + "\n")
-    if (model_dir / "model.tar.gz").is_file():
-        write_model_archive(model_dir)
+    _update_card(model_dir, lambda model_card: setattr(model_card, "routing", card))
+    _refresh_archive(model_dir)
     return report
 
 
-def _store_calibration(model_dir: Path, result: dict) -> None:
+def _update_card(model_dir: Path, change) -> None:
+    """Read ``model.json``, apply ``change`` to the card, write it back."""
     card_file = model_dir / "model.json"
     card = ModelCard.model_validate_json(card_file.read_text())
+    change(card)
+    card_file.write_text(card.model_dump_json(indent=2) + "\n")
+
+
+def _refresh_archive(model_dir: Path) -> None:
+    """Rewrite the model's ``model.tar.gz``, where it has one, from the directory as it is now."""
+    if (model_dir / "model.tar.gz").is_file():
+        write_model_archive(model_dir)
+
+
+def _store_calibration(card: ModelCard, result: dict) -> None:
     card.temperature = result["temperature"]
     card.metrics["evaluation"] = {k: result[k] for k in (
         "split", "clips", "top1", "top5", "temperature", "ece_before", "ece_after", "calibrated_on")}
-    card_file.write_text(card.model_dump_json(indent=2) + "\n")
-    if (model_dir / "model.tar.gz").is_file():
-        write_model_archive(model_dir)  # the SageMaker archive carries the calibrated model.json

@@ -252,6 +252,12 @@ def intra_stream_correlation(observations: list[Observation]) -> float:
     return float(max(0.0, (msb - msw) / denominator)) if denominator > 0 else 0.0
 
 
+def grid_of(fit_scores: np.ndarray) -> np.ndarray:
+    """The candidate thresholds: ``GRID`` quantiles of the fit split's scores, ascending (fixed
+    before the calibration labels are looked at)."""
+    return np.unique(np.quantile(fit_scores, np.linspace(0, 1, GRID)))
+
+
 def min_accepted(alpha: float, delta: float) -> int:
     """The fewest auto-accepted segments with which any threshold can be certified (no error)."""
     return math.ceil(math.log(delta) / math.log(1.0 - alpha))
@@ -317,18 +323,17 @@ def risk_coverage(scores: np.ndarray, wrong: np.ndarray) -> dict:
 def applied(scores: np.ndarray, wrong: np.ndarray, threshold: float, temporal: np.ndarray | None = None) -> dict:
     """What a threshold does on a split: review rate, auto-accepted error (and with the late
     temporal review on top, when given)."""
+    def outcome(accepted: np.ndarray) -> dict:
+        return {"review_rate": round(1 - accepted.mean(), 4) if len(accepted) else None,
+                "auto_accepted": int(accepted.sum()), "auto_accepted_errors": int(wrong[accepted].sum()),
+                "auto_accepted_error": round(float(wrong[accepted].mean()), 4) if accepted.any() else None}
+
     accepted = scores <= threshold
-    out = {"segments": len(scores), "review_rate": round(1 - accepted.mean(), 4) if len(scores) else None,
-           "auto_accepted": int(accepted.sum()), "auto_accepted_errors": int(wrong[accepted].sum()),
-           "auto_accepted_error": round(float(wrong[accepted].mean()), 4) if accepted.any() else None}
+    out = {"segments": len(scores), **outcome(accepted)}
     if temporal is not None:
-        kept = accepted & ~temporal
-        out["with_temporal"] = {
-            "review_rate": round(1 - kept.mean(), 4), "auto_accepted": int(kept.sum()),
-            "auto_accepted_errors": int(wrong[kept].sum()),
-            "auto_accepted_error": round(float(wrong[kept].mean()), 4) if kept.any() else None,
-            "late_reviews": int((accepted & temporal).sum()),
-            "late_reviews_wrong": int((accepted & temporal & wrong).sum())}
+        out["with_temporal"] = {**outcome(accepted & ~temporal),
+                                "late_reviews": int((accepted & temporal).sum()),
+                                "late_reviews_wrong": int((accepted & temporal & wrong).sum())}
     return out
 
 
@@ -339,20 +344,19 @@ def fit_routing(observations: list[Observation], alpha: float = 0.02, delta: flo
     parts = split_streams(observations)
     fit, cal, test = parts["fit"], parts["calibration"], parts["test"]
     params = fit_score(fit)
-    grid = np.unique(np.quantile(scores_of(params, fit), np.linspace(0, 1, GRID)))
-    cal_scores, cal_wrong = scores_of(params, cal), np.array([o.wrong for o in cal])
     fit_scores, fit_wrong = scores_of(params, fit), np.array([o.wrong for o in fit])
+    cal_scores, cal_wrong = scores_of(params, cal), np.array([o.wrong for o in cal])
     rho = intra_stream_correlation(fit)
     cal_streams = np.array([o.stream for o in cal])
-    point = choose_threshold(grid, cal_scores, cal_wrong, alpha, delta, fit_scores, fit_wrong, cal_streams, rho)
+    point = choose_threshold(grid_of(fit_scores), cal_scores, cal_wrong, alpha, delta, fit_scores, fit_wrong,
+                             cal_streams, rho)
     test_scores, test_wrong = scores_of(params, test), np.array([o.wrong for o in test])
     test_temporal = np.array([o.temporal for o in test])
 
     # Confidence alone, through the same procedure: what the other signals add.
     doubt = lambda obs: np.array([1.0 - o.prediction.confidence for o in obs])  # noqa: E731
-    conf_grid = np.unique(np.quantile(doubt(fit), np.linspace(0, 1, GRID)))
-    conf_point = choose_threshold(conf_grid, doubt(cal), cal_wrong, alpha, delta, doubt(fit), fit_wrong,
-                                  cal_streams, rho)
+    conf_point = choose_threshold(grid_of(doubt(fit)), doubt(cal), cal_wrong, alpha, delta, doubt(fit),
+                                  fit_wrong, cal_streams, rho)
     ablation = {}
     for name in FEATURE_NAMES:
         reduced = fit_score(fit, tuple(f for f in FEATURE_NAMES if f != name))
