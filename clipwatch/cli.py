@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "clipwatch.commands.model",
     "clipwatch.commands.streaming",
     "clipwatch.commands.training",
+    "clipwatch.commands.deployment",
     "clipwatch.commands.review",
     "clipwatch.commands.loadtest",
     "clipwatch.commands.stack",

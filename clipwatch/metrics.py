@@ -24,6 +24,8 @@ DUPLICATES = Counter(
     "Predictions not written because the same segment and model version was already stored",
 )
 MODEL_INFO = Info("clipwatch_model", "The loaded model: version, architecture, device, backend")
+MODEL_SWAPS = Counter("clipwatch_model_swaps_total", "Times a promoted model replaced the serving one "
+                      "without a restart (inference.deployment)")
 TIE_RECHECKS = Counter(
     "clipwatch_endpoint_tie_rechecks_total",
     "Clips whose bf16/int8 top-2 logits were closer than the model's tie margin, settled in fp32",

@@ -28,9 +28,9 @@ class StreamDrift:
         self.model, self.window = model_version, window
         self._recent: dict[str, deque] = {}
         self._lock = threading.Lock()
-        for signal, value in (reference or {}).items():
-            if value is not None:
-                MODEL_REFERENCE.labels(model_version, signal).set(value)
+        self.references = [signal for signal, value in (reference or {}).items() if value is not None]
+        for signal in self.references:
+            MODEL_REFERENCE.labels(model_version, signal).set(reference[signal])
 
     def observe(self, p: Prediction) -> None:
         novelty = p.signals.novelty if p.signals is not None else None
@@ -49,3 +49,17 @@ class StreamDrift:
         novel = [r[1] for r in rows if r[1] is not None]
         if novel:
             STREAM_NOVELTY.labels(*labels).set(sum(novel) / len(novel))
+
+    def forget(self) -> None:
+        """Drop this model's series, once it no longer serves (a promoted model replaced it):
+        a stale window would keep an alert firing for a model nobody runs."""
+        with self._lock:
+            streams, self._recent = list(self._recent), {}
+        for gauge in (STREAM_WINDOW, STREAM_CONFIDENCE, STREAM_REVIEW_RATE, STREAM_EVIDENCE, STREAM_NOVELTY):
+            for stream in streams:
+                try:
+                    gauge.remove(stream, self.model)
+                except KeyError:  # never set (no evidence or novelty for this stream)
+                    pass
+        for signal in self.references:
+            MODEL_REFERENCE.remove(self.model, signal)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from clipwatch.errors import ModelUnavailable
 from clipwatch.records import utc_now
 
-from . import catalogue
+from . import catalogue, deployment
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .quantize import Int8Record
 from .routing import RoutingCard
@@ -137,9 +137,11 @@ def load_classifier(source: str | Path = DEFAULT_MODEL_DIR, ctx=None,
     ``inference.catalogue``), or a GluonCV model-zoo name (e.g. ``i3d_resnet50_v1_kinetics400``),
     downloading its pretrained weights on first use.
 
+    A deployment (``inference.deployment``) loads the model its ``current`` points to.
+
     ``runtime`` (auto | mxnet | torch) and ``precision`` (auto | fp32 | bf16): see
     ``inference.runtime``; ``auto`` is the fastest correct choice on this machine."""
-    path = Path(source)
+    path = deployment.current(source) or Path(source)
     if path.is_dir():
         return _load_dir(path, ctx, runtime, precision)
     fetched = catalogue.resolve(source)

@@ -3,7 +3,9 @@ route → store; then the temporal check of its neighbours, and, for a segment g
 its proposed segments in the background (``Proposer``).
 
 This is the whole serving contract; the HTTP server, the SageMaker entry script and the
-in-process worker client all call ``Endpoint.invoke``.
+in-process worker client all call ``Endpoint.invoke``. The model behind it can be swapped while
+it serves (a promotion, ``inference.deployment``): each invocation runs start to end on the
+``LoadedModel`` it began with.
 """
 
 from __future__ import annotations
@@ -53,6 +55,47 @@ class Timer:
             metrics.PHASE_SECONDS.labels(name).observe(seconds)
 
 
+class LoadedModel:
+    """A model and what is built around it: its clip sampler, its batcher (one model thread),
+    its review score and its drift gauges. An invocation holds the one it started with, so a
+    swap (``Endpoint.swap``) never changes the model under it; a replaced one is closed when
+    the last invocation or proposal holding it lets go."""
+
+    def __init__(self, classifier: Classifier, clips: int, snap_to_keyframe: bool, max_batch_clips: int):
+        card = classifier.card
+        self.classifier = classifier
+        self.sampler = card.input.sampler(clips, snap_to_keyframe)
+        self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
+        self.routing = classifier.routing
+        self.drift = StreamDrift(card.version, card.routing.reference if card.routing else None)
+        self._users, self._retired = 0, False
+        self._lock = threading.Lock()
+
+    def hold(self) -> "LoadedModel":
+        with self._lock:
+            self._users += 1
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._retired and self._users == 0
+        if last:
+            self._close()
+
+    def retire(self) -> None:
+        """No new work comes; close once the work in hand is done."""
+        with self._lock:
+            self._retired = True
+            idle = self._users == 0
+        if idle:
+            self._close()
+
+    def _close(self) -> None:
+        self.model.close()
+        self.drift.forget()
+
+
 class Endpoint:
     def __init__(self, classifier: Classifier, reader: SegmentReader,
                  store: PredictionStore | None, policy: ReviewPolicy = ReviewPolicy(),
@@ -64,22 +107,55 @@ class Endpoint:
         share batched forwards of up to ``max_batch_clips`` clips (``inference.batching``).
         ``propose``: segments routed to review also get the model's proposed segments
         (``inference.presegment``), attached to the stored prediction in the background."""
-        spec = classifier.card.input
-        self.classifier, self.reader, self.store, self.policy = classifier, reader, store, policy
-        self.sampler = spec.sampler(clips, snap_to_keyframe)
+        self.reader, self.store, self.policy = reader, store, policy
         self.top_k = top_k
         self.decoder = decoder
+        self._shape = (clips, snap_to_keyframe, max_batch_clips)
+        self._lock = threading.Lock()
+        self.active = self._load(classifier)
+        self.watcher = None
         self.proposer = Proposer(self) if propose and store is not None else None
         self.decode_pool = DecodePool(decode_workers, decoder=decoder) if decode_workers > 0 else None
-        self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
-        self.routing = classifier.routing
-        self.drift = StreamDrift(classifier.card.version,
-                                 classifier.card.routing.reference if classifier.card.routing else None)
+
+    def _load(self, classifier: Classifier) -> LoadedModel:
+        loaded = LoadedModel(classifier, *self._shape)
         log.info("model %s: review routing by %s", classifier.card.version, classifier.routing_status)
         metrics.MODEL_INFO.info({
             "version": classifier.card.version, "architecture": classifier.card.architecture,
             "device": classifier.device, "backend": classifier.backend,
             "classes": str(len(classifier.classes))})
+        return loaded
+
+    @property
+    def classifier(self) -> Classifier:
+        """The model serving new invocations."""
+        return self.active.classifier
+
+    @property
+    def routing(self):
+        return self.active.routing
+
+    def swap(self, classifier: Classifier) -> None:
+        """Serve ``classifier`` from the next invocation on, warmed up first; the invocations
+        (and proposals) in flight finish on the model they started with."""
+        classifier.warm_up()
+        loaded = self._load(classifier)
+        with self._lock:
+            old, self.active = self.active, loaded
+        old.retire()
+        metrics.MODEL_SWAPS.inc()
+        log.info("now serving %s (was %s)", classifier.card.version, old.classifier.card.version)
+
+    def follow(self, deployment, load, interval: float = 2.0) -> None:
+        """Serve whatever ``deployment`` (``inference.deployment``) points to, switching when
+        it is promoted; ``load(dir)`` loads a model directory the way the first was loaded."""
+        from .deployment import DeploymentWatcher
+
+        self.watcher = DeploymentWatcher(deployment, lambda path: self.swap(load(path)), interval).start()
+
+    def _hold(self) -> LoadedModel:
+        with self._lock:  # a swap between reading and holding would close it under us
+            return self.active.hold()
 
     def warm_up(self) -> None:
         """Start the decode workers and run one forward, before the first request."""
@@ -88,10 +164,13 @@ class Endpoint:
         self.classifier.warm_up()
 
     def close(self) -> None:
-        """Finish the proposals in hand, then stop the model thread and the decode workers."""
+        """Stop following the deployment, finish the proposals in hand, then stop the model
+        thread and the decode workers."""
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.proposer is not None:
             self.proposer.close()
-        self.model.close()
+        self.active.retire()
         if self.decode_pool is not None:
             self.decode_pool.close()
 
@@ -102,26 +181,33 @@ class Endpoint:
         return cls(classifier, reader, open_store(settings.store_url), settings.review, **kw)
 
     def invoke(self, request: InvocationRequest) -> Prediction:
+        m = self._hold()
+        try:
+            return self._invoke(request, m)
+        finally:
+            m.release()
+
+    def _invoke(self, request: InvocationRequest, m: LoadedModel) -> Prediction:
         segment = request.segment()
         task = None
         timer = Timer()
-        spec = self.classifier.card.input
+        card = m.classifier.card
         with timer.phase("total"):
             with timer.phase("fetch"):
                 data = self.reader.read(segment.uri)
             with timer.phase("decode"):  # includes the center crop
-                decoded = self._decode(data, self.sampler)
+                decoded = self._decode(data, m.sampler, card.input)
             with timer.phase("preprocess"):
-                batch = normalize_clips(decoded.frames, spec.crop, spec.mean, spec.std)
+                batch = normalize_clips(decoded.frames, card.input.crop, card.input.mean, card.input.std)
             with timer.phase("model"):  # includes waiting for a batch slot under load
-                logits, features = self.model(batch)
-            summary = summarize(logits, self.classifier.card.temperature, self.top_k)
+                logits, features = m.model(batch)
+            summary = summarize(logits, card.temperature, self.top_k)
             embedding = embed(features)
             with timer.phase("signals"):  # includes the second clip of a doubtful segment
-                signals = self._signals(data, decoded, summary, logits, batch, embedding)
-            prediction = self._prediction(segment, summary, decoded.indices, timer.ms, signals)
+                signals = self._signals(m, data, decoded, summary, logits, batch, embedding)
+            prediction = self._prediction(m, segment, summary, decoded.indices, timer.ms, signals)
             prediction.embedding = embedding
-            self.drift.observe(prediction)
+            m.drift.observe(prediction)
             with timer.phase("store"):
                 if self.store is not None:
                     task = save_prediction(self.store, prediction)
@@ -132,20 +218,20 @@ class Endpoint:
                     else:
                         self._check_neighbours(prediction)
             if self.proposer is not None and task is not None:
-                self.proposer.submit(prediction, data)
+                self.proposer.submit(prediction, data, m)
             del data
         prediction.timings_ms = dict(timer.ms)
         return prediction
 
-    def _signals(self, data: bytes, decoded, summary: Summary, logits: np.ndarray,
+    def _signals(self, m: LoadedModel, data: bytes, decoded, summary: Summary, logits: np.ndarray,
                  batch: np.ndarray, embedding: list[float]) -> RoutingSignals:
         """Novelty against the model's reference bank, evidence, motion, and — when the first clip gives
         its label less than ``SECOND_CLIP_BELOW`` — a second opinion: the other clips of a
         multi-clip request, else one clip from the segment's first half."""
         label = summary.top[0]
-        temperature = self.classifier.card.temperature
+        temperature = m.classifier.card.temperature
         signals = RoutingSignals(evidence=evidence(logits, temperature), motion=motion_energy(batch))
-        bank = self.classifier.reference
+        bank = m.classifier.reference
         if bank is not None:
             signals.novelty = bank.novelty(embedding)
             signals.class_novelty = bank.class_novelty(embedding, label)
@@ -154,34 +240,33 @@ class Endpoint:
         if len(logits) > 1:
             others = softmax(logits, temperature)
         else:
-            others = self._second_clip(data, decoded)
+            others = self._second_clip(m, data, decoded)
             if others is None:
                 return signals
             others = softmax(others, temperature)
         signals.disagreement = round(float(1.0 - others[:, label].min()), 6)
-        signals.second_clip_label = self.classifier.classes[int(others.mean(axis=0).argmax())]
+        signals.second_clip_label = m.classifier.classes[int(others.mean(axis=0).argmax())]
         return signals
 
-    def _decode(self, data: bytes, sampler, window: tuple[float, float] | None = None):
+    def _decode(self, data: bytes, sampler, spec, window: tuple[float, float] | None = None):
         """The sampled frames, center-cropped: in the decode workers when there are some (a
         decoder that crashes takes a worker down, not the endpoint), else in this thread."""
-        spec = self.classifier.card.input
         if self.decode_pool is not None:
             return self.decode_pool.decode(data, sampler, spec.resize, spec.crop, window)
         decoded = decode_clips(data, sampler, spec.resize, window=window, decoder=self.decoder)
         decoded.frames = center_crop_clips(decoded.frames, spec.crop)
         return decoded
 
-    def _second_clip(self, data: bytes, decoded) -> np.ndarray | None:
+    def _second_clip(self, m: LoadedModel, data: bytes, decoded) -> np.ndarray | None:
         """Logits of one clip centred in the segment's first half, or None when that half is
         shorter than a clip (a short segment: no second opinion, the score does without)."""
-        spec = self.classifier.card.input
+        spec = m.classifier.card.input
         half = decoded.num_frames / decoded.fps / 2.0 if decoded.fps else 0.0
         try:
-            second = self._decode(data, spec.sampler(1, self.sampler.snap_to_keyframe), (0.0, half))
+            second = self._decode(data, spec.sampler(1, m.sampler.snap_to_keyframe), spec, (0.0, half))
         except Exception:  # noqa: BLE001 -- too short or undecodable there: the first answer stands
             return None
-        return self.model(normalize_clips(second.frames, spec.crop, spec.mean, spec.std))[0]
+        return m.model(normalize_clips(second.frames, spec.crop, spec.mean, spec.std))[0]
 
     def _check_neighbours(self, p: Prediction) -> None:
         """Temporal context, known only once a neighbour is in: a stored auto-accepted segment
@@ -208,18 +293,18 @@ class Endpoint:
                     metrics.REVIEW_TASKS.inc()
                     metrics.REVIEW_ROUTING.labels("temporal").inc()
 
-    def _prediction(self, segment: SegmentRef, s: Summary, frames: list[list[int]],
+    def _prediction(self, m: LoadedModel, segment: SegmentRef, s: Summary, frames: list[list[int]],
                     timings: dict[str, float], signals: RoutingSignals) -> Prediction:
-        card, classes = self.classifier.card, self.classifier.classes
+        card, classes = m.classifier.card, m.classifier.classes
         p = Prediction(
             stream_id=segment.stream_id, sequence=segment.sequence, segment_uri=segment.uri,
             start_time=segment.start_time, model_version=card.version,
             model_created_at=card.created_at, label=classes[s.top[0]],
             confidence=s.confidence, margin=s.margin, entropy=s.entropy,
             top_k=[LabelScore(label=classes[i], probability=float(s.probabilities[i])) for i in s.top],
-            frames=frames, device=self.classifier.device, timings_ms=dict(timings),
+            frames=frames, device=m.classifier.device, timings_ms=dict(timings),
             signals=signals, review={"needs_review": False})
-        scored = self.routing.verdict(p) if self.routing is not None else None
+        scored = m.routing.verdict(p) if m.routing is not None else None
         p.review = self.policy.decide(s.confidence, s.margin, entropy=s.entropy, label=p.label,
                                       stream_id=segment.stream_id, sequence=segment.sequence,
                                       store=self.store, scored=scored)
@@ -243,13 +328,14 @@ class Proposer:
         self._thread = threading.Thread(target=self._work, daemon=True, name="proposals")
         self._thread.start()
 
-    def submit(self, prediction: Prediction, data: bytes) -> bool:
+    def submit(self, prediction: Prediction, data: bytes, m: LoadedModel) -> bool:
+        """Propose segments for ``prediction`` with ``m``, the model that made it."""
         with self._lock:
             if self.pending >= self.max_pending:
                 metrics.PROPOSALS.labels("busy").inc()
                 return False
             self.pending += 1
-        self._jobs.put((prediction.stream_id, prediction.sequence, prediction.model_version, data))
+        self._jobs.put((prediction.stream_id, prediction.sequence, m.hold(), data))
         return True
 
     def _work(self) -> None:
@@ -260,18 +346,20 @@ class Proposer:
                 with self._lock:
                     self.pending -= 1
 
-    def _propose(self, stream_id: str, sequence: int, model_version: str, data: bytes) -> None:
-        e = self.endpoint
+    def _propose(self, stream_id: str, sequence: int, m: LoadedModel, data: bytes) -> None:
+        e, card = self.endpoint, m.classifier.card
         try:
             started = time.perf_counter()
-            pre = presegment(data, e.model, e.classifier.classes, e.classifier.card.input,
-                             e.classifier.card.temperature, decoder=e.decoder, max_batch=e.model.max_clips)
+            pre = presegment(data, m.model, m.classifier.classes, card.input, card.temperature,
+                             decoder=e.decoder, max_batch=m.model.max_clips)
             metrics.PHASE_SECONDS.labels("presegment").observe(time.perf_counter() - started)
-            stored = e.store.attach_presegmentation(stream_id, sequence, model_version, pre)
+            stored = e.store.attach_presegmentation(stream_id, sequence, card.version, pre)
             metrics.PROPOSALS.labels("stale" if not stored else "stored" if pre.proposals else "none").inc()
         except Exception:  # noqa: BLE001 -- a proposal is a help, never a reason to fail serving
             log.exception("proposals for %s #%s failed", stream_id, sequence)
             metrics.PROPOSALS.labels("failed").inc()
+        finally:
+            m.release()
 
     def close(self, timeout: float = 600.0) -> None:
         """Finish the proposals in hand (up to ``timeout`` seconds), then stop."""

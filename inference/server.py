@@ -26,6 +26,7 @@ from clipwatch import metrics
 from clipwatch.errors import ClipwatchError, Overloaded, SegmentTooLarge, UnsupportedMediaType
 from clipwatch.records import InvocationRequest
 
+from . import deployment
 from .decode import DEFAULT_DECODER
 from .predictor import Endpoint
 
@@ -56,16 +57,17 @@ class Admission:
 
 def create_app(endpoint: Endpoint, max_queue: int = DEFAULT_MAX_QUEUE) -> FastAPI:
     app = FastAPI(title="clipwatch endpoint", docs_url=None, redoc_url=None)
-    card = endpoint.classifier.card
     admission = Admission(max_queue)
 
     @app.get("/ping")
     def ping():
-        return {"status": "healthy", "model_version": card.version,
-                "architecture": card.architecture, "device": endpoint.classifier.device,
-                "backend": endpoint.classifier.backend, "decoder": endpoint.decoder,
-                "classes": len(endpoint.classifier.classes),
-                "review_routing": endpoint.classifier.routing_status}
+        classifier = endpoint.classifier  # the serving one: a promotion may swap it (Endpoint.swap)
+        watcher = endpoint.watcher
+        return {"status": "healthy", "model_version": classifier.card.version,
+                "architecture": classifier.card.architecture, "device": classifier.device,
+                "backend": classifier.backend, "decoder": endpoint.decoder,
+                "classes": len(classifier.classes), "review_routing": classifier.routing_status,
+                "deployment": str(watcher.deployment) if watcher is not None else None}
 
     @app.get("/metrics")
     def prometheus_metrics():
@@ -139,16 +141,21 @@ def build_app(model: str, settings, clips: int = 1, snap_to_keyframe: bool = Tru
               max_queue: int = DEFAULT_MAX_QUEUE, propose: bool = True) -> FastAPI:
     """Load the model and wire the endpoint from settings, warmed up: decode workers running
     (``decode_workers`` None = one per core, 0 = decode in the request thread) and one forward
-    done. ``runtime``/``precision``: see ``inference.runtime`` (auto = the fastest correct)."""
+    done. ``runtime``/``precision``: see ``inference.runtime`` (auto = the fastest correct).
+    ``model`` a deployment (``inference.deployment``): its promotions are served as they come."""
     from .decode_pool import default_workers
     from .model import load_classifier
 
-    classifier = load_classifier(model, runtime=runtime, precision=precision)
+    def load(source):
+        return load_classifier(source, runtime=runtime, precision=precision)
+
     endpoint = Endpoint.from_settings(
-        classifier, settings, clips=clips, snap_to_keyframe=snap_to_keyframe,
+        load(model), settings, clips=clips, snap_to_keyframe=snap_to_keyframe,
         decode_workers=default_workers() if decode_workers is None else decode_workers,
         max_batch_clips=max_batch_clips, decoder=decoder, propose=propose)
     endpoint.warm_up()
+    if deployment.current(model) is not None:
+        endpoint.follow(model, load)
     app = create_app(endpoint, max_queue)
     app.router.on_shutdown.append(endpoint.close)
     return app

@@ -136,9 +136,13 @@ def client_for(*, model: str | None = None, endpoint_url: str | None = None,
         return HttpClient(endpoint_url)
     import inference  # noqa: F401  -- sets MXNet's thread count before MXNet loads
     from clipwatch.config import Settings
+    from inference.deployment import current
     from inference.model import load_classifier
     from inference.predictor import Endpoint
 
     classifier = load_classifier(model)
     classifier.warm_up()
-    return InProcessClient(Endpoint.from_settings(classifier, settings or Settings.from_env()))
+    endpoint = Endpoint.from_settings(classifier, settings or Settings.from_env())
+    if current(model) is not None:  # a deployment: serve its promotions without a restart
+        endpoint.follow(model, load_classifier)
+    return InProcessClient(endpoint)

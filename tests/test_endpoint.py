@@ -76,7 +76,8 @@ def test_ping_reports_model_and_device(served, tiny_classifier):
                     "architecture": "i3d_resnet50_v1_custom", "backend": tiny_classifier.backend,
                     "decoder": "pyav", "classes": 4,
                     "review_routing": "fallback thresholds: no operating point in model.json "
-                                      "(clipwatch evaluate --routing fits one)"}
+                                      "(clipwatch evaluate --routing fits one)",
+                    "deployment": None}  # a model directory, served as it is (no promotions)
 
 
 def test_boto3_invoke_endpoint_s3_segment_lands_in_dynamodb(served):

@@ -90,6 +90,21 @@ def _features_from_dir(path: Path, ctx):
     return features
 
 
+def classifier_of(path: Path):
+    """The last dense layer of a model directory's network as numpy (weight (C, D), bias (C,)):
+    where fine-tuning a model on its own classes starts from (``training.train.train_head``)."""
+    import mxnet as mx
+
+    nodes = json.loads((Path(path) / "model-symbol.json").read_text())["nodes"]
+    dense = nodes[-1]
+    if dense["op"] != "FullyConnected" or len(dense["inputs"]) != 3:
+        return None
+    names = [nodes[i]["name"] for i, *_ in dense["inputs"][1:]]
+    params = mx.nd.load(str(Path(path) / "model-0000.params"))
+    found = [params.get(f"arg:{n}", params.get(n)) for n in names]
+    return None if any(f is None for f in found) else tuple(f.asnumpy() for f in found)
+
+
 def _features_from_zoo(name: str, ctx):
     from inference.model import zoo_network
 

@@ -117,3 +117,25 @@ def plot_risk_coverage(report: dict, out_png) -> Path:
                  f"({report['streams']['test']} streams)")
     ax.legend(fontsize=7, loc="upper right")
     return _save(fig, out_png)
+
+
+def plot_gate(gate: dict, out_png) -> Path:
+    """The retrain gate (``training.retrain``): serving against candidate top-1 on the frozen
+    held-out set and on the held-out reviewed clips, with the counts behind each bar."""
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot()
+    sets = [("held_out", "frozen held-out set"), ("reviewed", "held-out reviewed clips")]
+    x = np.arange(len(sets))
+    for offset, who, version in ((-0.2, "old", gate["old_version"]), (0.2, "new", gate["new_version"])):
+        tops = [gate[name][f"{who}_top1"] for name, _ in sets]
+        bars = ax.bar(x + offset, tops, 0.4, label=version)
+        for bar, (name, _) in zip(bars, sets):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01,
+                    f"{gate[name][f'{who}_correct']}/{gate[name]['clips']}", ha="center", fontsize=8)
+    ax.set_xticks(x, [label for _, label in sets])
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("top-1")
+    verdict = "promoted" if gate.get("passed") else "not promoted"
+    ax.set_title(f"retrain gate: {verdict} (at least as good held out, better on reviewed)", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, out_png)

@@ -70,7 +70,7 @@ _REACH = 0.58  # how far (in object sizes) any shape extends from its centre
 _OBJECT_MOTIONS = ("moving_left", "moving_right", "bouncing", "rotating")
 
 # (note, probability) of each kind of run in the live schedule.
-_RUN_KINDS = (("", 0.7), ("two activities", 0.1), ("tiny object", 0.1), ("fast object", 0.1))
+RUN_KINDS = (("", 0.7), ("two activities", 0.1), ("tiny object", 0.1), ("fast object", 0.1))
 
 Pose = Callable[[float], tuple[float, float, float, float]]  # t → x, y, angle (deg), scale
 
@@ -470,11 +470,13 @@ class _Run:
 
 def write_live_stream(out: Path, segments: int, *, seed: int = 0, size: tuple[int, int] = (640, 360),
                       fps: int = 30, segment_seconds: int = 10, list_size: int = 6,
-                      realtime: bool = False, progress: bool = True) -> Path:
+                      realtime: bool = False, progress: bool = True,
+                      run_kinds: tuple[tuple[str, float], ...] = RUN_KINDS) -> Path:
     """A live HLS stream in ``out``: ``live.m3u8``, a sliding window of ``list_size`` segments (0: all)
     ``seg_%05d.ts`` (older ones are deleted), and ``ground_truth.jsonl``, one line per segment,
     appended once the muxer has completed the segment. ``realtime`` paces the frames to the
-    wall clock, as a live encoder receives them. Returns the playlist's path."""
+    wall clock, as a live encoder receives them. ``run_kinds``: (note, probability) of each kind
+    of run (``(("tiny object", 1.0),)``: a stream of hard cases only). Returns the playlist's path."""
     out = Path(out)
     _check_even(size)
     out.mkdir(parents=True, exist_ok=True)
@@ -483,7 +485,7 @@ def write_live_stream(out: Path, segments: int, *, seed: int = 0, size: tuple[in
     for stale in [*out.glob("seg_*.ts*"), *out.glob("live.m3u8*")]:
         stale.unlink()
     rng = np.random.default_rng(seed)
-    runs = _schedule(rng, segments)
+    runs = _schedule(rng, segments, run_kinds)
     truth = _GroundTruth(out / "ground_truth.jsonl", _segment_truths(runs, segment_seconds))
     frames = (frame for run in runs
               for frame in _run_scene(run, rng, size, fps).frames(run.segments * segment_seconds * fps))
@@ -535,10 +537,10 @@ def _hls_command(out: Path, size: tuple[int, int], fps: int, segment_seconds: in
                "-hls_segment_filename", str(out / "seg_%05d.ts"), str(out / "live.m3u8")])
 
 
-def _schedule(rng: np.random.Generator, segments: int) -> list[_Run]:
+def _schedule(rng: np.random.Generator, segments: int, kinds=RUN_KINDS) -> list[_Run]:
     """Runs of 1–3 segments, the activity changing from run to run; some runs are ambiguous: two
     activities at once, a tiny object or a very fast one."""
-    notes, weights = zip(*_RUN_KINDS)
+    notes, weights = zip(*kinds)
     runs: list[_Run] = []
     left, previous = segments, None
     while left > 0:

@@ -23,7 +23,7 @@ from inference.model import InputSpec, ModelCard, save_model_dir
 from inference.model_archive import write_model_archive
 
 from .datasets import ClipDataset, dataset_logits, iterate_batches, load_split, read_flip_map
-from .network import TINY, base_dir, features_of, with_new_classifier
+from .network import TINY, base_dir, classifier_of, features_of, with_new_classifier
 
 # The demo network's input: 16 frames 2 apart (~1 s at 30 fps), frames scaled to 120×96 and
 # center-cropped to 96×96. Measured on the synthetic activities (test top-1): 114×64 → 64² and
@@ -132,6 +132,9 @@ def train(cfg: TrainConfig) -> Path:
         return train_head(cfg, ctx, classes, train_records, val_records)
     net = with_new_classifier(features, len(classes))
     net[2].initialize(mx.init.Xavier(), ctx=ctx)
+    if pretrained and not state.epoch:
+        net(mx.nd.zeros((1, 3, cfg.spec.frames, cfg.spec.crop, cfg.spec.crop), ctx=ctx))  # shapes
+        _start_from_base(net[2], cfg, classes, ctx)
     if pretrained:
         for p in features.collect_params().values():
             p.lr_mult = cfg.feature_lr_mult
@@ -216,6 +219,8 @@ def train_head(cfg: TrainConfig, ctx, classes: list[str], train_records, val_rec
     head.add(gluon.nn.Dropout(0.3), gluon.nn.Dense(len(classes)))
     mx.random.seed(cfg.seed)
     head.initialize(mx.init.Xavier(), ctx=ctx)
+    head(mx.nd.array(x_train[:1], ctx=ctx))  # shapes
+    start = _start_from_base(head[1], cfg, classes, ctx)
     trainer = gluon.Trainer(head.collect_params(), cfg.optimizer, {"learning_rate": cfg.lr, "wd": cfg.wd})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps = max(1, math.ceil(len(x_train) / cfg.batch_size))
@@ -237,7 +242,9 @@ def train_head(cfg: TrainConfig, ctx, classes: list[str], train_records, val_rec
         state.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                               "val_top1": top1, "lr": _lr(cfg, epoch + 1)})
         state.epoch = epoch + 1
-        if top1 > state.best_top1:
+        # From the base's classifier, a later epoch as good on validation has learned more of
+        # the new clips without losing the old ones: ties go to it.
+        if top1 > state.best_top1 or (start and top1 == state.best_top1):
             state.best_top1, state.best_epoch, state.bad_epochs = top1, epoch + 1, 0
             best = [p.data().asnumpy() for p in head[1].collect_params().values()]
         else:
@@ -249,9 +256,30 @@ def train_head(cfg: TrainConfig, ctx, classes: list[str], train_records, val_rec
     net(mx.nd.zeros((1, 3, cfg.spec.frames, cfg.spec.crop, cfg.spec.crop), ctx=ctx))  # shapes
     for p, value in zip(net[2].collect_params().values(), best):
         p.set_data(mx.nd.array(value, ctx=ctx))
-    state.history.append({"frozen_backbone": True, "feature_clips": {"train": len(x_train),
+    state.history.append({"frozen_backbone": True, "head_from_base": start,
+                          "feature_clips": {"train": len(x_train),
                                                                       "val": len(x_val)}})
     return export(net, cfg, state, skipped)
+
+
+def _start_from_base(dense, cfg: TrainConfig, classes: list[str], ctx) -> bool:
+    """Fine-tuning a model on its own classes (``clipwatch retrain``): the new classifier
+    starts as the base's, so what it knows is where training begins, not something to relearn.
+    False (a fresh classifier) for a base with other classes."""
+    import mxnet as mx
+
+    path = base_dir(cfg.base)
+    if path is None or not (path / "classes.txt").is_file():
+        return False
+    if [c.strip() for c in (path / "classes.txt").read_text().splitlines() if c.strip()] != classes:
+        return False
+    start = classifier_of(path)
+    weight = dense.weight.data()
+    if start is None or start[0].shape != weight.shape:
+        return False
+    for p, value in zip((dense.weight, dense.bias), start):
+        p.set_data(mx.nd.array(value, ctx=ctx))
+    return True
 
 
 def export(net, cfg: TrainConfig, state: TrainState, skipped: dict[str, str]) -> Path:
@@ -308,7 +336,9 @@ def _resume_state(ckpt: Path, classes: list[str], cfg: TrainConfig) -> Optional[
 
 
 def _progress(enabled: bool):
+    """On stderr: stdout is for what a command reports (``clipwatch retrain`` prints JSON)."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), disable=not enabled)
+                    TimeElapsedColumn(), disable=not enabled, console=Console(stderr=True))
