@@ -10,9 +10,13 @@ all their segments and over the ones the old model got wrong.
 
     .venv/bin/python benchmarks/retrain_loop.py --streams .cache/routing-streams \
         --data .cache/synth-demo --live 30 --out benchmarks/results/retrain_loop.json
+    .venv/bin/python benchmarks/retrain_loop.py --streams .cache/hard-streams \
+        --data .cache/synth-demo --live 4 --out benchmarks/results/retrain_loop_hard.json
 
-(``clipwatch synth --live --streams 60 --segments 12 --seed 1000 --out .cache/routing-streams``
-and ``clipwatch synth --out .cache/synth-demo --clips-per-class 250 --seed 5`` make the data.)
+(``clipwatch synth --live --streams 60 --segments 12 --seed 1000 --out .cache/routing-streams``,
+``clipwatch synth --live --streams 8 --segments 12 --seed 1 --size 320x180 --hard tiny --out
+.cache/hard-streams`` and ``clipwatch synth --out .cache/synth-demo --clips-per-class 250
+--seed 5`` make the data.) Simulated reviewers give whole-clip labels of 10 s segments.
 """
 
 from __future__ import annotations

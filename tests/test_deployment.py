@@ -150,3 +150,24 @@ def test_clipwatch_serve_follows_a_deployment_over_http(tiny_model_dir, small_se
         metrics = httpx.get(f"{server.url}/metrics").text
         assert 'clipwatch_model_info{' in metrics and 'version="v2"' in metrics
         assert "clipwatch_model_swaps_total" in metrics
+
+
+def test_a_worker_given_a_deployment_follows_it(tiny_model_dir, small_segments, tmp_path):
+    """`clipwatch worker --model DEPLOY` / `watch --model DEPLOY`: the in-process client."""
+    from clipwatch.config import Settings
+    from clipwatch.records import InvocationRequest
+    from streaming.clients import client_for
+
+    deploy = tmp_path / "deploy"
+    promote(_version(tiny_model_dir, tmp_path, "v1"), deploy)
+    client = client_for(model=str(deploy), settings=Settings.from_env(
+        {"CLIPWATCH_STORE": f"sqlite:///{tmp_path / 'preds.db'}",
+         "CLIPWATCH_ALLOWED_DIRS": str(small_segments["dir"])}))
+    request = InvocationRequest(uri=str(small_segments["seg2"]), stream_id="cam", sequence=1)
+    try:
+        assert client.invoke(request).model_version == "v1"
+        promote(_version(tiny_model_dir, tmp_path, "v2"), deploy)
+        wait_until(lambda: client.endpoint.classifier.card.version == "v2", "the worker to switch")
+        assert client.invoke(request).model_version == "v2"  # the same segment, the new model
+    finally:
+        client.endpoint.close()

@@ -111,7 +111,9 @@ def test_reviewed_hard_cases_retrain_pass_the_gate_and_reach_the_running_server(
     unseen = [k for k in hard if k[0] == "cam3"]
     right = lambda preds, keys: sum(preds[k]["label"] in truth[k] for k in keys)  # noqa: E731
     print(f"hard cases: {len(hard)}; the promoted model gets {len(fixed)} of them right "
-          f"({right(after, unseen)} of {len(unseen)} on cam3, never reviewed)")
+          f"({right(after, unseen)} of {len(unseen)} on cam3, never reviewed); gate: held out "
+          f"{gate['held_out']['old_correct']} → {gate['held_out']['new_correct']} of {gate['held_out']['clips']}, "
+          f"reviewed {gate['reviewed']['old_correct']} → {gate['reviewed']['new_correct']} of {gate['reviewed']['clips']}")
     assert right(after, before) > right(before, before)
     assert right(after, unseen) > right(before, unseen)  # hard cases no reviewer has seen
 

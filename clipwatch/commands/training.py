@@ -20,7 +20,7 @@ def _synth(args) -> int:
         return _synth_streams(args, out, (w, h))
     if args.live:
         playlist = write_live_stream(out, args.segments, seed=args.seed, size=(w, h),
-                                     realtime=args.realtime)
+                                     realtime=args.realtime, run_kinds=_run_kinds(args))
         print(f"live stream: {playlist} (ground truth: {out / 'ground_truth.jsonl'})")
         return 0
     summary = make_dataset(out, args.clips_per_class, seed=args.seed, size=(w, h), seconds=args.seconds)
@@ -44,10 +44,20 @@ def _synth_streams(args, out: Path, size: tuple[int, int]) -> int:
             truth = folder / "ground_truth.jsonl"
             if not (truth.is_file() and len(truth.read_text().splitlines()) == args.segments):
                 write_live_stream(folder, args.segments, seed=args.seed + i, size=size, list_size=0,
-                                  progress=False)
+                                  progress=False, run_kinds=_run_kinds(args))
             bar.advance(task)
     print(f"{args.streams} streams in {out} (seeds {args.seed}–{args.seed + args.streams - 1})")
     return 0
+
+
+def _run_kinds(args):
+    """The live schedule's kinds of run: the usual mix, or one hard kind throughout (--hard)."""
+    from training.synth import RUN_KINDS
+
+    return ((HARD_RUNS[args.hard], 1.0),) if args.hard else RUN_KINDS
+
+
+HARD_RUNS = {"tiny": "tiny object", "fast": "fast object", "two": "two activities"}
 
 
 def _train(args) -> int:
@@ -161,6 +171,9 @@ def register(sub) -> None:
     synth.add_argument("--streams", type=int, default=0,
                        help="live mode: write this many whole streams (stream_<seed>/, every segment "
                             "kept), seeds --seed, --seed+1, …: labelled data for evaluate --routing")
+    synth.add_argument("--hard", choices=sorted(HARD_RUNS),
+                       help="live mode: every run a hard case — tiny objects, fast ones, or two "
+                            "activities at once (default: a mix, 30%% of runs hard)")
     synth.set_defaults(run=_synth)
 
     tr = sub.add_parser(
