@@ -30,10 +30,10 @@ from .batching import DynamicBatcher
 from .decode import DEFAULT_DECODER, decode_clips
 from .decode_pool import DecodePool
 from .drift import StreamDrift
-from .model import Classifier
+from .model import Classifier, InputSpec
 from .presegment import presegment
 from .preprocess import center_crop_clips, normalize_clips
-from .routing import SECOND_CLIP_BELOW, contradicted
+from .routing import SECOND_CLIP_BELOW, RoutingCard, contradicted
 from .scoring import Summary, embed, softmax, summarize
 from .signals import evidence, motion_energy
 
@@ -132,7 +132,8 @@ class Endpoint:
         return self.active.classifier
 
     @property
-    def routing(self):
+    def routing(self) -> RoutingCard | None:
+        """The serving model's review score (None: the fallback thresholds)."""
         return self.active.routing
 
     def swap(self, classifier: Classifier) -> None:
@@ -248,7 +249,7 @@ class Endpoint:
         signals.second_clip_label = m.classifier.classes[int(others.mean(axis=0).argmax())]
         return signals
 
-    def _decode(self, data: bytes, sampler, spec, window: tuple[float, float] | None = None):
+    def _decode(self, data: bytes, sampler, spec: InputSpec, window: tuple[float, float] | None = None):
         """The sampled frames, center-cropped: in the decode workers when there are some (a
         decoder that crashes takes a worker down, not the endpoint), else in this thread."""
         if self.decode_pool is not None:

@@ -171,6 +171,7 @@ def test_too_few_reviewed_clips_train_nothing_and_say_so(hard_streams, tmp_path)
     assert "0 reviewed clips" in result.stderr and "needs at least 20" in result.stderr
     assert "nothing changed" in result.stderr
     assert current(deploy) == serving and len(list((deploy / "versions").iterdir())) == 1
+    assert not list((deploy / "candidates").iterdir())  # no candidate, not even its export
     not_a_deployment = _clipwatch("retrain", "--deployment", str(ROOT / "models" / "demo"), "--data",
                                   str(hard_streams / "clips"), "--store", store_url)
     assert not_a_deployment.returncode == 2 and "clipwatch deploy MODEL_DIR --to DEPLOY" in not_a_deployment.stderr

@@ -68,10 +68,11 @@ def retrain(deployment: Path, store, reader, data: Path, *, min_reviewed: int = 
     classes = [c.strip() for c in (serving / "classes.txt").read_text().splitlines() if c.strip()]
     version = _next_version(serving_card.version, deployment)
     work = deployment / CANDIDATES / version
-    shutil.rmtree(work, ignore_errors=True)
+    staging = deployment / CANDIDATES / f".{version}.tmp"  # a refused retrain leaves nothing
+    shutil.rmtree(staging, ignore_errors=True)
 
-    exported = write_training(store, work / "reviewed", classes, reader, val_every=REVIEWED_VAL_EVERY)
-    reviewed = {split: _reviewed_records(work / "reviewed", split, classes) for split in ("train", "val")}
+    exported = write_training(store, staging / "reviewed", classes, reader, val_every=REVIEWED_VAL_EVERY)
+    reviewed = {split: _reviewed_records(staging / "reviewed", split, classes) for split in ("train", "val")}
     report = {"deployment": str(deployment), "serving_version": serving_card.version,
               "candidate_version": version, "data": str(data), "promoted": False,
               "reviewed": {"train": len(reviewed["train"][0]), "held_out": len(reviewed["val"][0]),
@@ -79,12 +80,12 @@ def retrain(deployment: Path, store, reader, data: Path, *, min_reviewed: int = 
                            "exported": exported}}
     total = len(reviewed["train"][0]) + len(reviewed["val"][0])
     if total < min_reviewed or not reviewed["val"][0] or not reviewed["train"][0]:
-        report["reason"] = (f"{total} reviewed clips of the model's classes ({len(reviewed['train'][0])} "
-                            f"to train on, {len(reviewed['val'][0])} held out for the gate); a retrain "
-                            f"needs at least {min_reviewed}, with some on each side")
-        _save(work, report)
-        raise RetrainRefused(report["reason"])
-
+        shutil.rmtree(staging)
+        raise RetrainRefused(f"{total} reviewed clips of the model's classes ({len(reviewed['train'][0])} "
+                             f"to train on, {len(reviewed['val'][0])} held out for the gate); a retrain "
+                             f"needs at least {min_reviewed}, with some on each side")
+    staging.rename(work)
+    reviewed = {split: _reviewed_records(work / "reviewed", split, classes) for split in ("train", "val")}
     combined = _combined_dataset(work / "data", data, classes, reviewed["train"][0], reviewed["val"][0],
                                  reviewed_weight)
     settings = {"base": str(serving), "version": version, **HEAD_SETTINGS,
@@ -196,10 +197,11 @@ def _line(r: ClipRecord, classes: list[str]) -> str:
 
 
 def _next_version(version: str, deployment: Path) -> str:
-    """``v`` → ``v-r1`` → ``v-r2``…, skipping numbers already used in the deployment."""
+    """``v`` → ``v-r1`` → ``v-r2``…, skipping numbers the deployment has used, refused
+    candidates included (their folders and figures are kept)."""
     stem = re.sub(r"-r\d+$", "", version)
     n = int(m.group(1)) + 1 if (m := re.search(r"-r(\d+)$", version)) else 1
-    while (deployment / "versions" / f"{stem}-r{n}").exists():
+    while any((deployment / folder / f"{stem}-r{n}").exists() for folder in ("versions", CANDIDATES)):
         n += 1
     return f"{stem}-r{n}"
 

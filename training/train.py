@@ -3,7 +3,8 @@
 The loop is plain Gluon: cosine learning rate with warm-up, an optional number of epochs where
 only the new classifier learns (``freeze_epochs``), a smaller learning rate for pretrained
 features (``feature_lr_mult``), a checkpoint after every epoch, early stopping on validation
-top-1 and resuming from the last checkpoint. The result is the model directory the endpoint
+top-1 and resuming from the last checkpoint. A base trained on the same classes (a served
+model retrained on its reviews, ``training.retrain``) keeps its classifier as the start. The result is the model directory the endpoint
 loads, plus ``model.tar.gz`` for SageMaker.
 """
 
@@ -257,8 +258,7 @@ def train_head(cfg: TrainConfig, ctx, classes: list[str], train_records, val_rec
     for p, value in zip(net[2].collect_params().values(), best):
         p.set_data(mx.nd.array(value, ctx=ctx))
     state.history.append({"frozen_backbone": True, "head_from_base": start,
-                          "feature_clips": {"train": len(x_train),
-                                                                      "val": len(x_val)}})
+                          "feature_clips": {"train": len(x_train), "val": len(x_val)}})
     return export(net, cfg, state, skipped)
 
 

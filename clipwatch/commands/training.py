@@ -50,14 +50,14 @@ def _synth_streams(args, out: Path, size: tuple[int, int]) -> int:
     return 0
 
 
+HARD_RUNS = {"tiny": "tiny object", "fast": "fast object", "two": "two activities"}
+
+
 def _run_kinds(args):
     """The live schedule's kinds of run: the usual mix, or one hard kind throughout (--hard)."""
     from training.synth import RUN_KINDS
 
     return ((HARD_RUNS[args.hard], 1.0),) if args.hard else RUN_KINDS
-
-
-HARD_RUNS = {"tiny": "tiny object", "fast": "fast object", "two": "two activities"}
 
 
 def _train(args) -> int:
