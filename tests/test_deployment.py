@@ -171,3 +171,42 @@ def test_a_worker_given_a_deployment_follows_it(tiny_model_dir, small_segments, 
         assert client.invoke(request).model_version == "v2"  # the same segment, the new model
     finally:
         client.endpoint.close()
+
+
+def test_swaps_under_concurrent_load_lose_no_invocation(tiny_model_dir, small_segments, tmp_path):
+    """Invocations from four threads while the model is swapped back and forth: every one
+    answers, from a model that was serving when it started, and every replaced model closes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clipwatch.blobs import SegmentReader
+    from clipwatch.records import InvocationRequest
+    from inference.model import load_classifier
+    from inference.predictor import Endpoint
+
+    models = {v: load_classifier(_version(tiny_model_dir, tmp_path, v)) for v in ("v1", "v2")}
+    endpoint = Endpoint(models["v1"], SegmentReader(allowed_dirs=(small_segments["dir"],)), None,
+                        propose=False)
+    replaced = []
+    stop = threading.Event()
+
+    def swapper():
+        for i in range(6):
+            replaced.append(endpoint.active)
+            endpoint.swap(models["v2" if i % 2 == 0 else "v1"])
+        stop.set()
+
+    def client(n):
+        versions = []
+        while not stop.is_set() or len(versions) < 3:
+            request = InvocationRequest(uri=str(small_segments[f"seg{n % 3}"]), stream_id=f"cam{n}",
+                                        sequence=len(versions))
+            versions.append(endpoint.invoke(request).model_version)
+        return versions
+
+    with ThreadPoolExecutor(5) as pool:
+        clients = [pool.submit(client, n) for n in range(4)]
+        pool.submit(swapper).result(timeout=300)
+        answers = [v for c in clients for v in c.result(timeout=300)]
+    assert set(answers) <= {"v1", "v2"} and len(answers) >= 12
+    assert all(m.model._closed for m in replaced)  # each replaced model closed once idle
+    endpoint.close()
