@@ -33,20 +33,13 @@ import inference  # noqa: F401  -- sets MXNet's thread count before MXNet loads
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(endpoint, streams, progress, label: str) -> dict:
-    """Every segment of ``streams`` through ``endpoint``: {(stream, sequence): prediction}."""
-    from clipwatch.records import InvocationRequest
-    from training.routing import read_truth
+def run(endpoint, streams, progress) -> dict:
+    """Every labelled segment of ``streams`` through ``endpoint`` (``training.routing.collect``):
+    {(stream, sequence): Observation}. Every label a segment shows counts as right (two
+    activities at once); simulated reviewers name the first."""
+    from training.routing import collect
 
-    rows = [(s, row) for s in streams for row in read_truth(s)]
-    task = progress.add_task(f"{label}: {len(rows)} segments", total=len(rows))
-    out = {}
-    for stream, row in rows:
-        request = InvocationRequest(uri=str((stream / row["file"]).resolve()), stream_id=stream.name,
-                                    sequence=row["sequence"])
-        out[(stream.name, row["sequence"])] = endpoint.invoke(request)
-        progress.advance(task)
-    return out
+    return {(o.stream, o.prediction.sequence): o for o in collect(endpoint, streams, progress)}
 
 
 def main() -> None:
@@ -70,12 +63,10 @@ def main() -> None:
     from review.simulate import review_queue
     from training.plots import plot_gate
     from training.retrain import retrain
-    from training.routing import find_streams, read_truth
+    from training.routing import find_streams
 
     streams = find_streams(args.streams)
     live, test = streams[:args.live], streams[args.live:]
-    # Every label a segment shows counts as right (two activities at once); reviewers name the first.
-    truth = {(s.name, r["sequence"]): r["labels"] for s in streams for r in read_truth(s)}
     work = Path(tempfile.mkdtemp(prefix="retrain-loop-"))
     deploy = work / "deploy"
     promote(args.model, deploy, {"by": "benchmark"})
@@ -87,26 +78,26 @@ def main() -> None:
     started = time.monotonic()
     try:
         with Progress() as progress:
-            served = run(endpoint, live, progress, "live streams, old model")
+            served = run(endpoint, live, progress)
             tasks = len(store.review_tasks("pending", 100_000))
             service = ReviewService(store, endpoint.classifier.classes, timing_of=lambda uri: (10.0, 30.0))
-            reviewed = review_queue(service, lambda s, q: truth[(s, q)][0])
-            before = run(old, test, progress, "test streams, old model")
+            reviewed = review_queue(service, lambda s, q: served[(s, q)].truth[0])
+            before = run(old, test, progress)
             report = retrain(deploy, store, reader, args.data, progress=False)
             swapped = endpoint.watcher.check()
             if report["promoted"]:  # the endpoint that served the live streams now runs it
-                after = run(endpoint, test, progress, f"test streams, {endpoint.classifier.card.version}")
+                after = run(endpoint, test, progress)
             else:  # what the gate kept out, scored all the same
                 candidate = Endpoint(load_classifier(report["candidate"]), reader, None, propose=False)
                 try:
-                    after = run(candidate, test, progress, f"test streams, candidate {report['candidate_version']}")
+                    after = run(candidate, test, progress)
                 finally:
                     candidate.close()
     finally:
         endpoint.close()
         old.close()
-    right_before = {k: p.label in truth[k] for k, p in before.items()}
-    right_after = {k: p.label in truth[k] for k, p in after.items()}
+    right_before = {k: not o.wrong for k, o in before.items()}
+    right_after = {k: not o.wrong for k, o in after.items()}
     hard = [k for k, ok in right_before.items() if not ok]
     result = {
         "model": str(args.model), "streams": str(args.streams), "data": str(args.data),
@@ -114,7 +105,7 @@ def main() -> None:
         "review_tasks": tasks, "reviewed": reviewed, "seconds": round(time.monotonic() - started, 1),
         "promoted": report["promoted"], "reason": report["reason"], "swapped_without_restart": swapped,
         "versions": {"old": report["serving_version"], "new": report["candidate_version"],
-                     "scored_after": sorted({p.model_version for p in after.values()})},
+                     "scored_after": sorted({o.prediction.model_version for o in after.values()})},
         "gate": report.get("gate"), "reviewed_split": report["reviewed"],
         "test": {"segments": len(before),
                  "old_top1": round(sum(right_before.values()) / len(before), 3),

@@ -99,9 +99,12 @@ class DeploymentWatcher:
     in its own thread when it points somewhere new. A change that fails to load is logged and
     not retried until ``current`` moves again (the old model keeps serving)."""
 
-    def __init__(self, deployment: Path, on_change: Callable[[Path], None], interval: float = 2.0):
+    def __init__(self, deployment: Path, on_change: Callable[[Path], None], interval: float = 2.0,
+                 serving: Path | None = None):
+        """``serving``: the model directory loaded from ``current`` before this watcher starts
+        (a promotion in between is then picked up too); by default what ``current`` is now."""
         self.deployment, self.on_change, self.interval = Path(deployment), on_change, interval
-        self.serving = current(deployment)
+        self.serving = Path(serving).resolve() if serving is not None else current(deployment)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="deployment-watcher")
 

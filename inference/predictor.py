@@ -29,6 +29,7 @@ from clipwatch.store import PredictionStore, flag_for_review, open_store, save_p
 from .batching import DynamicBatcher
 from .decode import DEFAULT_DECODER, decode_clips
 from .decode_pool import DecodePool
+from .deployment import DeploymentWatcher
 from .drift import StreamDrift
 from .model import Classifier, InputSpec
 from .presegment import presegment
@@ -56,8 +57,8 @@ class Timer:
 
 
 class LoadedModel:
-    """A model and what is built around it: its clip sampler, its batcher (one model thread),
-    its review score and its drift gauges. An invocation holds the one it started with, so a
+    """A model and what is built around it: its clip sampler, its batcher (one model thread)
+    and its drift gauges. An invocation holds the one it started with, so a
     swap (``Endpoint.swap``) never changes the model under it; a replaced one is closed when
     the last invocation or proposal holding it lets go."""
 
@@ -66,7 +67,6 @@ class LoadedModel:
         self.classifier = classifier
         self.sampler = card.input.sampler(clips, snap_to_keyframe)
         self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
-        self.routing = classifier.routing
         self.drift = StreamDrift(card.version, card.routing.reference if card.routing else None)
         self._users, self._retired = 0, False
         self._lock = threading.Lock()
@@ -134,7 +134,7 @@ class Endpoint:
     @property
     def routing(self) -> RoutingCard | None:
         """The serving model's review score (None: the fallback thresholds)."""
-        return self.active.routing
+        return self.classifier.routing
 
     def swap(self, classifier: Classifier) -> None:
         """Serve ``classifier`` from the next invocation on, warmed up first; the invocations
@@ -150,9 +150,8 @@ class Endpoint:
     def follow(self, deployment, load, interval: float = 2.0) -> None:
         """Serve whatever ``deployment`` (``inference.deployment``) points to, switching when
         it is promoted; ``load(dir)`` loads a model directory the way the first was loaded."""
-        from .deployment import DeploymentWatcher
-
-        self.watcher = DeploymentWatcher(deployment, lambda path: self.swap(load(path)), interval).start()
+        self.watcher = DeploymentWatcher(deployment, lambda path: self.swap(load(path)), interval,
+                                         serving=self.classifier.directory).start()
 
     def _hold(self) -> LoadedModel:
         with self._lock:  # a swap between reading and holding would close it under us
@@ -305,7 +304,8 @@ class Endpoint:
             top_k=[LabelScore(label=classes[i], probability=float(s.probabilities[i])) for i in s.top],
             frames=frames, device=m.classifier.device, timings_ms=dict(timings),
             signals=signals, review={"needs_review": False})
-        scored = m.routing.verdict(p) if m.routing is not None else None
+        routing = m.classifier.routing
+        scored = routing.verdict(p) if routing is not None else None
         p.review = self.policy.decide(s.confidence, s.margin, entropy=s.entropy, label=p.label,
                                       stream_id=segment.stream_id, sequence=segment.sequence,
                                       store=self.store, scored=scored)

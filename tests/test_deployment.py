@@ -210,3 +210,19 @@ def test_swaps_under_concurrent_load_lose_no_invocation(tiny_model_dir, small_se
     assert set(answers) <= {"v1", "v2"} and len(answers) >= 12
     assert all(m.model._closed for m in replaced)  # each replaced model closed once idle
     endpoint.close()
+
+
+def test_a_promotion_between_loading_and_following_is_not_missed(tiny_model_dir, tmp_path):
+    """The watcher starts from the model the endpoint loaded, not from what `current` says
+    when it starts: a promotion in between is still picked up."""
+    from clipwatch.blobs import SegmentReader
+    from inference.model import load_classifier
+    from inference.predictor import Endpoint
+
+    deploy = tmp_path / "deploy"
+    promote(_version(tiny_model_dir, tmp_path, "v1"), deploy)
+    endpoint = Endpoint(load_classifier(deploy), SegmentReader(), None, propose=False)
+    promote(_version(tiny_model_dir, tmp_path, "v2"), deploy)  # while the endpoint was warming up
+    endpoint.follow(deploy, load_classifier, interval=3600)
+    assert endpoint.watcher.check() is True and endpoint.classifier.card.version == "v2"
+    endpoint.close()

@@ -72,7 +72,7 @@ def retrain(deployment: Path, store, reader, data: Path, *, min_reviewed: int = 
     shutil.rmtree(staging, ignore_errors=True)
 
     exported = write_training(store, staging / "reviewed", classes, reader, val_every=REVIEWED_VAL_EVERY)
-    reviewed = {split: _reviewed_records(staging / "reviewed", split, classes) for split in ("train", "val")}
+    reviewed = {split: _reviewed_lines(staging / "reviewed", split, classes) for split in ("train", "val")}
     report = {"deployment": str(deployment), "serving_version": serving_card.version,
               "candidate_version": version, "data": str(data), "promoted": False,
               "reviewed": {"train": len(reviewed["train"][0]), "held_out": len(reviewed["val"][0]),
@@ -85,23 +85,22 @@ def retrain(deployment: Path, store, reader, data: Path, *, min_reviewed: int = 
                              f"to train on, {len(reviewed['val'][0])} held out for the gate); a retrain "
                              f"needs at least {min_reviewed}, with some on each side")
     staging.rename(work)
-    reviewed = {split: _reviewed_records(work / "reviewed", split, classes) for split in ("train", "val")}
-    combined = _combined_dataset(work / "data", data, classes, reviewed["train"][0], reviewed["val"][0],
-                                 reviewed_weight)
+    combined = _combined_dataset(work / "data", data, classes, work / "reviewed", reviewed["train"][0],
+                                 reviewed["val"][0], reviewed_weight)
     settings = {"base": str(serving), "version": version, **HEAD_SETTINGS,
                 **({"epochs": epochs} if epochs else {})}
     settings["freeze_epochs"] = settings["epochs"]  # a frozen backbone: train_head
     candidate = train(make_config(combined, work / "model", settings, progress=progress))
     evaluate(candidate, combined, split="test")  # temperature on val, reference bank from train
     gate = compare(serving, candidate, combined)
-    gate["passed"] = gate["held_out"]["new_top1"] >= gate["held_out"]["old_top1"] \
-        and gate["reviewed"]["new_correct"] > gate["reviewed"]["old_correct"]
+    failures = _gate_failures(gate)
+    gate["passed"] = not failures
     (candidate / "evaluation" / "gate.json").write_text(json.dumps(gate, indent=1) + "\n")
     plot_gate(gate, candidate / "evaluation" / "gate.png")
     _update_card(candidate, lambda card: card.metrics.update(gate=_gate_summary(gate)))
     report.update(gate=gate, candidate=str(candidate))
-    if not gate["passed"]:
-        report["reason"] = _why_not(gate)
+    if failures:
+        report["reason"] = "failed the gate: " + "; ".join(failures) + "; the serving model stays"
         _save(work, report)
         return report
     if routing is not None:
@@ -142,21 +141,24 @@ def _gate_summary(gate: dict) -> dict:
                for k in ("clips", "old_top1", "new_top1")}}
 
 
-def _why_not(gate: dict) -> str:
+def _gate_failures(gate: dict) -> list[str]:
+    """The gate's rule, as the reasons it fails (none: the candidate passes): at least as good
+    on the frozen held-out set, strictly better on the held-out reviewed clips."""
     h, r = gate["held_out"], gate["reviewed"]
-    reasons = []
+    failures = []
     if h["new_top1"] < h["old_top1"]:
-        reasons.append(f"worse on the frozen held-out set ({h['new_top1']:.3f} < {h['old_top1']:.3f} "
-                       f"on {h['clips']} clips)")
+        failures.append(f"worse on the frozen held-out set ({h['new_top1']:.3f} < {h['old_top1']:.3f} "
+                        f"on {h['clips']} clips)")
     if r["new_correct"] <= r["old_correct"]:
-        reasons.append(f"not better on the held-out reviewed clips ({r['new_correct']} vs "
-                       f"{r['old_correct']} right of {r['clips']})")
-    return "failed the gate: " + "; ".join(reasons) + "; the serving model stays"
+        failures.append(f"not better on the held-out reviewed clips ({r['new_correct']} vs "
+                        f"{r['old_correct']} right of {r['clips']})")
+    return failures
 
 
-def _reviewed_records(root: Path, split: str, classes: list[str]) -> tuple[list[str], int]:
-    """The exported lines whose label is one of the model's classes, and how many were not (a
-    label the model does not have needs a new head, not this loop)."""
+def _reviewed_lines(root: Path, split: str, classes: list[str]) -> tuple[list[str], int]:
+    """The exported lines (paths relative to ``root``) whose label is one of the model's
+    classes, and how many were not (a label the model does not have needs a new head, not this
+    loop)."""
     keep, unknown = [], 0
     for line in (root / f"{split}.txt").read_text().splitlines():
         fields = line.split()
@@ -165,15 +167,15 @@ def _reviewed_records(root: Path, split: str, classes: list[str]) -> tuple[list[
         if fields[3] not in classes:
             unknown += 1
             continue
-        keep.append(f"{(root / fields[0]).resolve()} {fields[1]} {fields[2]} {fields[3]}")
+        keep.append(line)
     return keep, unknown
 
 
-def _combined_dataset(out: Path, data: Path, classes: list[str], reviewed_train: list[str],
-                      reviewed_val: list[str], weight: int) -> Path:
+def _combined_dataset(out: Path, data: Path, classes: list[str], reviewed_root: Path,
+                      reviewed_train: list[str], reviewed_val: list[str], weight: int) -> Path:
     """``out`` as a dataset of absolute paths: the data's train split plus the reviewed training
-    clips (× ``weight``), its val and test splits, and ``reviewed.txt`` (the gate's reviewed
-    clips)."""
+    clips (× ``weight``; lines relative to ``reviewed_root``), its val and test splits, and
+    ``reviewed.txt`` (the gate's reviewed clips)."""
     out.mkdir(parents=True, exist_ok=True)
     splits = {}
     for split in ("train", "val", "test"):
@@ -181,8 +183,12 @@ def _combined_dataset(out: Path, data: Path, classes: list[str], reviewed_train:
         if data_classes != classes:
             raise DatasetError(f"{data}: classes {data_classes} differ from the serving model's {classes}")
         splits[split] = [_line(r, classes) for r in records]
-    splits["train"] += reviewed_train * weight
-    splits["reviewed"] = reviewed_val
+    def absolute(line: str) -> str:
+        path, rest = line.split(" ", 1)
+        return f"{(reviewed_root / path).resolve()} {rest}"
+
+    splits["train"] += [absolute(line) for line in reviewed_train] * weight
+    splits["reviewed"] = [absolute(line) for line in reviewed_val]
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
     for split, lines in splits.items():
         (out / f"{split}.txt").write_text("".join(f"{line}\n" for line in lines))

@@ -98,8 +98,8 @@ def read_truth(stream: Path) -> list[dict]:
 
 def collect(endpoint, streams: list[Path], progress=None,
             skipped: dict[str, str] | None = None) -> list[Observation]:
-    """Every labelled segment of ``streams`` through ``endpoint`` (one without a store), in
-    stream order. A segment that is missing or does not decode is left out and named in
+    """Every labelled segment of ``streams`` through ``endpoint`` (usually one without a
+    store), in stream order. A segment that is missing or does not decode is left out and named in
     ``skipped`` with the reason; the rest go on."""
     from clipwatch.errors import ClipwatchError
 
@@ -355,7 +355,8 @@ def fit_routing(observations: list[Observation], alpha: float = 0.02, delta: flo
 
     # Confidence alone, through the same procedure: what the other signals add.
     doubt = lambda obs: np.array([1.0 - o.prediction.confidence for o in obs])  # noqa: E731
-    conf_point = choose_threshold(grid_of(doubt(fit)), doubt(cal), cal_wrong, alpha, delta, doubt(fit),
+    fit_doubt, test_doubt = doubt(fit), doubt(test)
+    conf_point = choose_threshold(grid_of(fit_doubt), doubt(cal), cal_wrong, alpha, delta, fit_doubt,
                                   fit_wrong, cal_streams, rho)
     ablation = {}
     for name in FEATURE_NAMES:
@@ -373,9 +374,9 @@ def fit_routing(observations: list[Observation], alpha: float = 0.02, delta: flo
         "features": [{"name": n, "what": w, "weight": round(c, 4)} for (n, w), c in zip(FEATURES, params["coef"])],
         "operating_point": point, "confidence_only_operating_point": conf_point,
         "test": {"combined": applied(test_scores, test_wrong, point["threshold"], test_temporal),
-                 "confidence_only": applied(doubt(test), test_wrong, conf_point["threshold"])},
+                 "confidence_only": applied(test_doubt, test_wrong, conf_point["threshold"])},
         "risk_coverage": {"combined": risk_coverage(test_scores, test_wrong),
-                          "confidence_only": risk_coverage(doubt(test), test_wrong)},
+                          "confidence_only": risk_coverage(test_doubt, test_wrong)},
         "aurc_without": ablation,
     }
     return card, report

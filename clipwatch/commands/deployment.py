@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from .review import _reader, _store_options
+
 
 def _deploy(args) -> int:
     from inference.deployment import DeploymentError, promote
@@ -30,8 +32,6 @@ def _retrain(args) -> int:
     from training.datasets import DatasetError
     from training.retrain import RetrainRefused, retrain
     from training.train import TrainingError
-
-    from .review import _reader
 
     try:
         reader, settings = _reader(args)
@@ -76,20 +76,20 @@ def register(sub) -> None:
         "retrain", help="reviewed labels → fine-tune the serving model → gate → promote",
         formatter_class=raw,
         description="Export the reviewed and audited labels, train a candidate from the model "
-                    "DEPLOY serves (its backbone, a new classifier on --data's train split plus "
-                    "the reviewed clips), and promote it only if it is at least as good on "
-                    "--data's test split (frozen, never trained on) and better on reviewed clips "
-                    "held out from training. Exit 0: promoted; 1: the gate said no; 2: nothing "
-                    "to do or bad input. Either way the figures are in DEPLOY/candidates/<v>/.",
+                    "DEPLOY serves (its backbone frozen, its classifier trained on from where it "
+                    "is, on --data's train split plus the reviewed clips), and promote it only if "
+                    "it is at least as good on --data's test split (frozen, never trained on) and "
+                    "better on reviewed clips held out from training. Exit 0: promoted; 1: the "
+                    "gate said no; 2: nothing to do or bad input. The gate's figures: "
+                    "DEPLOY/versions/<v>/evaluation once promoted, else "
+                    "DEPLOY/candidates/<v>/model/evaluation.",
         epilog="example:\n  clipwatch retrain --deployment deploy/ --data data/synth "
                "--store sqlite:///preds.db --allow-dir /data/hls")
     rt.add_argument("--deployment", required=True, help="deployment folder (clipwatch deploy)")
     rt.add_argument("--data", required=True,
                     help="the model's dataset: train split replayed, val split calibrates, test "
                          "split is the frozen held-out set of the gate")
-    rt.add_argument("--store", help="sqlite:///path.db or dynamodb://prefix (default: env CLIPWATCH_STORE)")
-    rt.add_argument("--allow-dir", action="append", help="local folder segments may be read from (repeatable)")
-    rt.add_argument("--allow-bucket", action="append", help="S3 bucket allow-list entry (repeatable)")
+    _store_options(rt)
     # Defaults live in training.retrain (MIN_REVIEWED = 20, REVIEWED_WEIGHT = 5).
     rt.add_argument("--min-reviewed", type=int, help="reviewed clips needed before training (20)")
     rt.add_argument("--reviewed-weight", type=int,

@@ -94,9 +94,15 @@ def _export(args) -> int:
 
 
 def _common(p) -> None:
-    p.add_argument("--store", help="sqlite:///path.db or dynamodb://prefix (default: env CLIPWATCH_STORE)")
+    _store_options(p)
     p.add_argument("--model", default="models/demo", help="model directory whose classes.txt lists the labels")
     p.add_argument("--labels", help="label list, one a line (instead of --model)")
+
+
+def _store_options(p) -> None:
+    """Where reviewed labels are (--store) and the segments they name may be read from
+    (what ``_reader`` reads): the review commands' and ``clipwatch retrain``'s."""
+    p.add_argument("--store", help="sqlite:///path.db or dynamodb://prefix (default: env CLIPWATCH_STORE)")
     p.add_argument("--allow-dir", action="append", help="local folder segments may be read from (repeatable)")
     p.add_argument("--allow-bucket", action="append", help="S3 bucket allow-list entry (repeatable)")
 
