@@ -18,7 +18,8 @@ IN_FLIGHT = Gauge("clipwatch_endpoint_in_flight", "Invocations being processed n
 REVIEW_TASKS = Counter("clipwatch_review_tasks_created_total", "Review tasks created")
 PROPOSALS = Counter("clipwatch_proposals_total", "Segments routed to review and what became of their "
                     "proposed segments: stored, none (the note says why), busy (skipped: the proposer's "
-                    "queue was full), failed, stale (the prediction changed meanwhile)", ["outcome"])
+                    "queue was full), failed, stale (the prediction changed meanwhile), dropped (not started "
+                    "when the process stopped)", ["outcome"])
 DUPLICATES = Counter(
     "clipwatch_predictions_duplicate_total",
     "Predictions not written because the same segment and model version was already stored",

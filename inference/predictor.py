@@ -10,10 +10,12 @@ it serves (a promotion, ``inference.deployment``): each invocation runs start to
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -39,6 +41,16 @@ from .scoring import Summary, embed, softmax, summarize
 from .signals import evidence, motion_energy
 
 log = logging.getLogger("clipwatch.endpoint")
+
+# Endpoints not closed yet. Closed at exit by a hook registered when the first one is made
+# (after MXNet/torch registered theirs, so it runs before they shut down): threads left inside
+# a forward when the interpreter tears the runtimes down abort the process.
+open_endpoints: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
+
+
+def _close_open_endpoints() -> None:
+    for endpoint in list(open_endpoints):
+        endpoint.close(finish_proposals=False)
 
 
 @dataclass
@@ -116,6 +128,11 @@ class Endpoint:
         self.watcher = None
         self.proposer = Proposer(self) if propose and store is not None else None
         self.decode_pool = DecodePool(decode_workers, decoder=decoder) if decode_workers > 0 else None
+        self.closed = False
+        if not open_endpoints:
+            atexit.unregister(_close_open_endpoints)
+            atexit.register(_close_open_endpoints)
+        open_endpoints.add(self)
 
     def _load(self, classifier: Classifier) -> LoadedModel:
         loaded = LoadedModel(classifier, *self._shape)
@@ -163,13 +180,17 @@ class Endpoint:
             self.decode_pool.warm_up()
         self.classifier.warm_up()
 
-    def close(self) -> None:
-        """Stop following the deployment, finish the proposals in hand, then stop the model
-        thread and the decode workers."""
+    def close(self, finish_proposals: bool = True) -> None:
+        """Stop following the deployment, finish the proposals in hand (or only the one
+        running), then stop the model thread and the decode workers. Once; later calls return."""
+        if self.closed:
+            return
+        self.closed = True
+        open_endpoints.discard(self)
         if self.watcher is not None:
             self.watcher.stop()
         if self.proposer is not None:
-            self.proposer.close()
+            self.proposer.close(finish=finish_proposals)
         self.active.retire()
         if self.decode_pool is not None:
             self.decode_pool.close()
@@ -318,8 +339,10 @@ class Proposer:
     the demo model, ~15 s for the Kinetics I3D on a 10 s segment, too long to hold a caller),
     then attached to the stored prediction. One at a time, through the endpoint's batcher, so
     live requests interleave with its forwards; at most ``max_pending`` wait (each holds its
-    segment's bytes), more are skipped and counted. The worker is a daemon: a process that
-    exits without ``close()`` drops what is left (a help, not a record), never hangs on it."""
+    segment's bytes), more are skipped and counted. ``close()`` must run before the process
+    exits: a daemon thread still inside MXNet or torch when the interpreter tears them down
+    aborts the process (SIGABRT, "terminate called without an active exception"); endpoints
+    left open are closed at exit, dropping the proposals not yet started (``open_endpoints``)."""
 
     def __init__(self, endpoint: "Endpoint", max_pending: int = 4):
         self.endpoint, self.max_pending = endpoint, max_pending
@@ -362,7 +385,20 @@ class Proposer:
         finally:
             m.release()
 
-    def close(self, timeout: float = 600.0) -> None:
-        """Finish the proposals in hand (up to ``timeout`` seconds), then stop."""
+    def close(self, finish: bool = True, timeout: float = 600.0) -> None:
+        """Finish the proposals in hand (or, ``finish=False``, only the one running; the others
+        are dropped and counted), then stop; waits at most ``timeout`` seconds."""
+        if not finish:
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    continue
+                job[2].release()
+                metrics.PROPOSALS.labels("dropped").inc()
+                with self._lock:
+                    self.pending -= 1
         self._jobs.put(None)
         self._thread.join(timeout)

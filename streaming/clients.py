@@ -1,5 +1,6 @@
 """The endpoint, three ways, one contract: ``invoke(InvocationRequest) -> Prediction``, raising
-``InvokeFailed`` that says whether trying again can help.
+``InvokeFailed`` that says whether trying again can help; ``close(finish)`` when done (``finish``:
+complete the background work in hand, or, after a stop signal, only what is running).
 
 - ``InProcessClient``: an ``inference.predictor.Endpoint`` in this process (the embedded default);
 - ``HttpClient``: our endpoint server (``POST /invocations``);
@@ -70,6 +71,10 @@ class InProcessClient:
         except Exception as exc:  # a bug or a resource problem: maybe not this segment's fault
             raise InvokeFailed("internal_error", f"{exc.__class__.__name__}: {exc}", True, 500) from exc
 
+    def close(self, finish: bool = True) -> None:
+        """The endpoint's background work is the proposed segments of flagged segments."""
+        self.endpoint.close(finish_proposals=finish)
+
 
 class HttpClient:
     def __init__(self, url: str, timeout_s: float = 120.0):
@@ -89,6 +94,9 @@ class HttpClient:
         if response.status_code != 200:
             raise _failed(response.status_code, response.content, response.headers)
         return Prediction.model_validate_json(response.content)
+
+    def close(self, finish: bool = True) -> None:
+        self._http.close()
 
 
 class SageMakerClient:
@@ -122,6 +130,9 @@ class SageMakerClient:
         except BotoCoreError as exc:
             raise InvokeFailed("unreachable", str(exc), True) from None
         return Prediction.model_validate_json(response["Body"].read())
+
+    def close(self, finish: bool = True) -> None:
+        self._runtime.close()
 
 
 def client_for(*, model: str | None = None, endpoint_url: str | None = None,

@@ -173,3 +173,42 @@ def test_a_full_proposer_skips_and_counts_instead_of_holding_segments(demo, thre
     assert count("stored") - before["stored"] >= 1 and count("busy") - before["busy"] >= 1
     kept = [store.get_prediction("cam", s).presegmentation is not None for s in (1, 2, 3)]
     assert kept[0] and kept.count(True) == count("stored") - before["stored"]
+
+
+EXITS_WITHOUT_CLOSE = """
+import atexit, sys
+from prometheus_client import REGISTRY
+atexit.register(lambda: print("dropped", REGISTRY.get_sample_value(
+    "clipwatch_proposals_total", {"outcome": "dropped"}) or 0.0, flush=True))
+from clipwatch.blobs import SegmentReader
+from clipwatch.records import InvocationRequest
+from clipwatch.review_policy import ReviewPolicy
+from clipwatch.store import open_store
+from inference.model import load_classifier
+from inference.predictor import Endpoint
+
+path, db = sys.argv[1], sys.argv[2]
+endpoint = Endpoint(load_classifier(sys.argv[3]), SegmentReader(allowed_dirs=[path.rsplit("/", 1)[0]]),
+                    open_store(f"sqlite:///{db}"), ReviewPolicy(min_confidence=1.01, sample_fraction=0.0))
+for seq in (1, 2, 3, 4):
+    endpoint.invoke(InvocationRequest(uri=path, stream_id="cam", sequence=seq))
+print("answered", flush=True)
+"""  # ... and returns while the proposals thread is inside a forward, without endpoint.close()
+
+
+def test_a_process_that_exits_with_proposals_in_hand_exits_cleanly(three_activities, tmp_path):
+    """A daemon thread left inside MXNet/torch when the interpreter shuts them down aborts the
+    process (SIGABRT: `clipwatch watch` died so once its stream ended). Endpoints still open
+    at exit are closed: the running proposal finishes, those not started are dropped, counted."""
+    import subprocess
+    import sys
+
+    path, _ = three_activities
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", EXITS_WITHOUT_CLOSE, str(path), str(tmp_path / "p.db"), str(DEMO)],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "terminate called" not in proc.stderr, proc.stderr[-2000:]
+    dropped = float(proc.stdout.split("dropped")[1])
+    stored = [open_store(f"sqlite:///{tmp_path}/p.db").get_prediction("cam", s).presegmentation is not None
+              for s in (1, 2, 3, 4)]
+    assert stored[0] and stored.count(False) == dropped  # each either finished or counted as dropped

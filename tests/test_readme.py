@@ -122,10 +122,12 @@ def scenario_review(tmp_path):
     cam = run.cwd / "hls" / "cam1"
     _ended_playlist(cam, _segments(cam, 2))
     # Flagged predictions to review: the stream followed with every prediction sent to people.
-    subprocess.run([sys.executable, "-m", "clipwatch.cli", "watch", str(cam / "live.m3u8"), "--model", "models/demo",
-                    "--store", "sqlite:///preds.db", "--spool", str(run.cwd / "hls" / "spool")], cwd=run.cwd,
-                   env={**run.env, "CLIPWATCH_REVIEW_MIN_CONFIDENCE": "1.01"}, check=True, timeout=600,
-                   capture_output=True)
+    watched = subprocess.run([sys.executable, "-m", "clipwatch.cli", "watch", str(cam / "live.m3u8"),
+                              "--model", "models/demo", "--store", "sqlite:///preds.db",
+                              "--spool", str(run.cwd / "hls" / "spool")], cwd=run.cwd,
+                             env={**run.env, "CLIPWATCH_REVIEW_MIN_CONFIDENCE": "1.01"}, timeout=600,
+                             capture_output=True, text=True)
+    assert watched.returncode == 0, watched.stderr[-3000:]
     port = free_port()
     run.substitutions += [("--port 8000", f"--port {port}")]
     try:

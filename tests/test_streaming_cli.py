@@ -10,12 +10,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def clipwatch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clipwatch.cli", *args], cwd=cwd,
+def clipwatch(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "clipwatch.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)  # `watch` loads a model and follows to ENDLIST
 
 
 def test_watch_on_the_embedded_default_classifies_every_segment(small_segments, tmp_path):
+    """Every segment sent to review here: watch ends when the stream does, after the proposed
+    segments of each are stored (and without dying in a model thread on the way out)."""
+    import os
+
     from clipwatch.store import open_store
 
     hls = tmp_path / "hls"
@@ -26,10 +30,12 @@ def test_watch_on_the_embedded_default_classifies_every_segment(small_segments, 
         lines += ["#EXTINF:2.0,", f"cam_{40 + n}.ts"]
     (hls / "live.m3u8").write_text("\n".join(lines + ["#EXT-X-ENDLIST", ""]))
     proc = clipwatch("watch", str(hls / "live.m3u8"), "--model", str(ROOT / "models" / "demo"),
-                     "--store", "sqlite:///preds.db", cwd=tmp_path)
+                     "--store", "sqlite:///preds.db", cwd=tmp_path,
+                     env={**os.environ, "CLIPWATCH_REVIEW_MIN_CONFIDENCE": "1.01"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     stored = open_store(f"sqlite:///{tmp_path / 'preds.db'}").timeline(str(hls))
     assert [p.sequence for p in stored] == [40, 41, 42]
+    assert all(p.review.needs_review and p.presegmentation is not None for p in stored)
     assert all(Path(p.segment_uri).is_relative_to(tmp_path / ".clipwatch" / "segments") for p in stored)
     assert "the playlist ended (ENDLIST) at sequence 42" in proc.stderr
 

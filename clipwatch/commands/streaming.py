@@ -105,8 +105,11 @@ def _watch(args) -> int:
         _start_review_probe(store, stop)
         pipeline = EmbeddedPipeline(follower, Worker(bus, client, topics, max_attempts=args.max_attempts),
                                     bus, wait_for_stream=args.wait).start()
-        pipeline.wait(stop)
-        pipeline.stop()
+        try:
+            pipeline.wait(stop)
+            pipeline.stop()
+        finally:
+            client.close(finish=not stop.is_set())
         if pipeline.error:
             raise pipeline.error
         return 0
@@ -146,8 +149,11 @@ def _worker(args) -> int:
     bus.ensure_topics(topics.all(), partitions=args.partitions)
     _serve_metrics(args.metrics_port)
     _start_review_probe(store, stop)
-    Worker(bus, client, topics, group=args.group, max_attempts=args.max_attempts,
-           backoff=Backoff(args.backoff, 30.0)).run(stop)
+    try:
+        Worker(bus, client, topics, group=args.group, max_attempts=args.max_attempts,
+               backoff=Backoff(args.backoff, 30.0)).run(stop)
+    finally:
+        client.close(finish=not stop.is_set())
     bus.close()
     return 0
 
