@@ -17,6 +17,30 @@ def _csv(value: str | None) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class AutoInt8Settings:
+    """Int8 calibrated by the endpoint on the segments it serves (``inference.auto_int8``)."""
+
+    enabled: bool = True
+    calibration_clips: int = 16
+    check_clips: int = 100
+    attempts: int = 1  # calibrations per model (weights) that may fail before it stops trying
+    min_speedup: float = 1.0  # int8 must be this much faster than the forwards it replaces
+
+    @classmethod
+    def from_env(cls, env) -> "AutoInt8Settings":
+        """``CLIPWATCH_AUTO_INT8`` (on | off) and ``CLIPWATCH_AUTO_INT8_{CALIBRATION_CLIPS,
+        CHECK_CLIPS,ATTEMPTS,MIN_SPEEDUP}``."""
+        flag = env.get("CLIPWATCH_AUTO_INT8", "on").strip().lower()
+        if flag not in ("on", "off", "1", "0", "true", "false"):
+            raise ValueError(f"CLIPWATCH_AUTO_INT8={flag!r}: on or off")
+        return cls(enabled=flag in ("on", "1", "true"),
+                   calibration_clips=int(env.get("CLIPWATCH_AUTO_INT8_CALIBRATION_CLIPS", cls.calibration_clips)),
+                   check_clips=int(env.get("CLIPWATCH_AUTO_INT8_CHECK_CLIPS", cls.check_clips)),
+                   attempts=int(env.get("CLIPWATCH_AUTO_INT8_ATTEMPTS", cls.attempts)),
+                   min_speedup=float(env.get("CLIPWATCH_AUTO_INT8_MIN_SPEEDUP", cls.min_speedup)))
+
+
+@dataclass(frozen=True)
 class Settings:
     # sqlite:///path/to.db (the embedded default) or dynamodb://<predictions-table>/<tasks-table>
     store_url: str = DEFAULT_STORE
@@ -27,6 +51,7 @@ class Settings:
     allowed_dirs: tuple[Path, ...] = ()
     max_segment_bytes: int = 64 * 1024 * 1024
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
+    auto_int8: AutoInt8Settings = field(default_factory=AutoInt8Settings)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -38,4 +63,5 @@ class Settings:
             allowed_dirs=tuple(Path(d).resolve() for d in _csv(env.get("CLIPWATCH_ALLOWED_DIRS"))),
             max_segment_bytes=int(env.get("CLIPWATCH_MAX_SEGMENT_BYTES", cls.max_segment_bytes)),
             review=policy,
+            auto_int8=AutoInt8Settings.from_env(env),
         )

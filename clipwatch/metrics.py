@@ -1,7 +1,7 @@
 """Prometheus metric names for the endpoint, defined once (prometheus-client registers them in
 its default registry, so each exists exactly once per process)."""
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import Counter, Enum, Gauge, Histogram, Info
 
 # Phases of one invocation, in order; "total" is the whole request.
 PHASES = ("fetch", "decode", "preprocess", "model", "signals", "store", "total")
@@ -25,6 +25,10 @@ DUPLICATES = Counter(
     "Predictions not written because the same segment and model version was already stored",
 )
 MODEL_INFO = Info("clipwatch_model", "The loaded model: version, architecture, device, backend")
+AUTO_INT8 = Enum("clipwatch_auto_int8", "Int8 learnt while serving (inference.auto_int8): off, calibrating, "
+                 "checking (against the served precision), int8 (switched), failed (stays on the safe "
+                 "precision; /ping says why)",
+                 states=["off", "calibrating", "checking", "int8", "failed"])
 MODEL_SWAPS = Counter("clipwatch_model_swaps_total", "Times a promoted model replaced the serving one "
                       "without a restart (inference.deployment)")
 TIE_RECHECKS = Counter(

@@ -82,10 +82,13 @@ class Classifier:
     in front of it instead, see ``inference.batching``)."""
 
     def __init__(self, runtime: Runtime, card: ModelCard, classes: list[str],
-                 reference: ReferenceBank | None = None, directory: Path | None = None):
+                 reference: ReferenceBank | None = None, directory: Path | None = None,
+                 precision_requested: str = "auto"):
         self.runtime, self.card, self.classes = runtime, card, classes
         self.reference = reference  # embeddings of its training clips (inference.signals)
         self.directory = directory
+        # "auto": the endpoint may move it to int8 by itself (inference.auto_int8)
+        self.precision_requested = precision_requested
         self._lock = threading.Lock()
 
     @property
@@ -113,6 +116,35 @@ class Classifier:
     def backend(self) -> str:
         """e.g. ``torch-bf16``, ``mxnet-fp32``: what /ping and the metrics report."""
         return f"{self.runtime.name}-{self.runtime.precision}"
+
+    @property
+    def info(self) -> dict[str, str]:
+        """``clipwatch_model_info``'s labels."""
+        return {"version": self.card.version, "architecture": self.card.architecture,
+                "device": self.device, "backend": self.backend, "classes": str(len(self.classes))}
+
+    def exclusive(self) -> threading.Lock:
+        """Held by every forward: another forward (a calibration's) taking it interleaves with
+        the served ones instead of sharing the cores with them."""
+        return self._lock
+
+    def use(self, runtime: Runtime) -> None:
+        """Serve the next forwards on ``runtime`` (the one in hand finishes on the old)."""
+        with self._lock:
+            self.runtime = runtime
+
+    def runtime_like(self, int8_module) -> Runtime:
+        """``int8_module`` (``inference.quantize``) as this model's runtime: close calls
+        settled in fp32 like the runtime it replaces (``TieChecked``)."""
+        from .runtime import TieChecked, TorchRuntime
+
+        fast = TorchRuntime(self.directory, "int8", module=int8_module)
+        if self.card.tie_margin <= 0:
+            return fast
+        current = self.runtime
+        exact = current.exact if isinstance(current, TieChecked) else \
+            current if current.precision == "fp32" else TorchRuntime(self.directory, "fp32")
+        return TieChecked(fast, exact, self.card.tie_margin)
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3, T, H, W) float32 → logits (N, classes) and features (N, D) float32; the
@@ -176,7 +208,7 @@ def _load_dir(path: Path, ctx, runtime: str = "auto", precision: str = "auto") -
     except ReferenceError as exc:  # serve without novelty rather than not at all
         log.warning("%s; serving without novelty signals", exc)
         reference = None
-    return Classifier(net, card, classes, reference, path)
+    return Classifier(net, card, classes, reference, path, precision_requested=precision)
 
 
 def zoo_network(name: str, ctx, cache_dir: Path = ZOO_CACHE):

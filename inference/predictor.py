@@ -23,11 +23,12 @@ import numpy as np
 
 from clipwatch import metrics
 from clipwatch.blobs import SegmentReader
-from clipwatch.config import Settings
+from clipwatch.config import AutoInt8Settings, Settings
 from clipwatch.records import InvocationRequest, LabelScore, Prediction, RoutingSignals, SegmentRef
 from clipwatch.review_policy import ReviewPolicy
 from clipwatch.store import PredictionStore, flag_for_review, open_store, save_prediction
 
+from .auto_int8 import AutoInt8
 from .batching import DynamicBatcher
 from .decode import DEFAULT_DECODER, decode_clips
 from .decode_pool import DecodePool
@@ -74,11 +75,15 @@ class LoadedModel:
     swap (``Endpoint.swap``) never changes the model under it; a replaced one is closed when
     the last invocation or proposal holding it lets go."""
 
-    def __init__(self, classifier: Classifier, clips: int, snap_to_keyframe: bool, max_batch_clips: int):
+    def __init__(self, classifier: Classifier, clips: int, snap_to_keyframe: bool, max_batch_clips: int,
+                 auto_int8: AutoInt8Settings | None = None):
         card = classifier.card
         self.classifier = classifier
         self.sampler = card.input.sampler(clips, snap_to_keyframe)
-        self.model = DynamicBatcher(classifier.infer, max(max_batch_clips, clips))
+        # int8 learnt from the served clips, switched to once checked (inference.auto_int8)
+        self.int8 = AutoInt8(classifier, auto_int8) if auto_int8 is not None else None
+        self.model = DynamicBatcher(self.int8.infer if self.int8 is not None else classifier.infer,
+                                    max(max_batch_clips, clips))
         self.drift = StreamDrift(card.version, card.routing.reference if card.routing else None)
         self._users, self._retired = 0, False
         self._lock = threading.Lock()
@@ -103,7 +108,17 @@ class LoadedModel:
         if idle:
             self._close()
 
+    @property
+    def precision(self) -> dict:
+        """Which precision serves and why (/ping)."""
+        if self.int8 is not None:
+            return self.int8.status
+        return {"serving": self.classifier.backend, "auto_int8": "off",
+                "reason": "automatic int8 is not enabled for this endpoint"}
+
     def _close(self) -> None:
+        if self.int8 is not None:
+            self.int8.close()
         self.model.close()
         self.drift.forget()
 
@@ -113,16 +128,18 @@ class Endpoint:
                  store: PredictionStore | None, policy: ReviewPolicy = ReviewPolicy(),
                  clips: int = 1, snap_to_keyframe: bool = True, top_k: int = 5,
                  decode_workers: int = 0, max_batch_clips: int = 4, decoder: str = DEFAULT_DECODER,
-                 propose: bool = True):
+                 propose: bool = True, auto_int8: AutoInt8Settings | None = None):
         """``decode_workers`` > 0 decodes in that many worker processes (``inference.decode_pool``),
         0 in the calling thread, with ``decoder`` (``inference.decode``); concurrent invocations
         share batched forwards of up to ``max_batch_clips`` clips (``inference.batching``).
         ``propose``: segments routed to review also get the model's proposed segments
-        (``inference.presegment``), attached to the stored prediction in the background."""
+        (``inference.presegment``), attached to the stored prediction in the background.
+        ``auto_int8``: a model served on its safe precision calibrates and checks int8 on the
+        clips it serves and switches to it once checked (``inference.auto_int8``); None: never."""
         self.reader, self.store, self.policy = reader, store, policy
         self.top_k = top_k
         self.decoder = decoder
-        self._shape = (clips, snap_to_keyframe, max_batch_clips)
+        self._shape = (clips, snap_to_keyframe, max_batch_clips, auto_int8)
         self._lock = threading.Lock()
         self.active = self._load(classifier)
         self.watcher = None
@@ -137,10 +154,7 @@ class Endpoint:
     def _load(self, classifier: Classifier) -> LoadedModel:
         loaded = LoadedModel(classifier, *self._shape)
         log.info("model %s: review routing by %s", classifier.card.version, classifier.routing_status)
-        metrics.MODEL_INFO.info({
-            "version": classifier.card.version, "architecture": classifier.card.architecture,
-            "device": classifier.device, "backend": classifier.backend,
-            "classes": str(len(classifier.classes))})
+        metrics.MODEL_INFO.info(classifier.info)
         return loaded
 
     @property
@@ -199,6 +213,7 @@ class Endpoint:
     def from_settings(cls, classifier: Classifier, settings: Settings, **kw) -> "Endpoint":
         reader = SegmentReader(settings.allowed_buckets, settings.allowed_dirs,
                                settings.max_segment_bytes)
+        kw.setdefault("auto_int8", settings.auto_int8)
         return cls(classifier, reader, open_store(settings.store_url), settings.review, **kw)
 
     def invoke(self, request: InvocationRequest) -> Prediction:

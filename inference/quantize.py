@@ -23,6 +23,8 @@ bf16 across runs (the x86/fbgemm engine: ~1.36×); README "Speed".
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -62,10 +64,11 @@ def _use_engine() -> None:
     torch.backends.quantized.engine = ENGINE
 
 
-def quantize(model_dir: Path, calibration: Iterable[np.ndarray]):
+def quantize(model_dir: Path, calibration: Iterable[np.ndarray], lock=None):
     """The model directory's network, int8, observed on ``calibration`` batches of
     (N, 3, T, H, W) float32 (normalized as served): a traced TorchScript module returning
-    (logits, features) like the fp32 one."""
+    (logits, features) like the fp32 one. ``lock``: held around each forward (an endpoint's
+    model lock, when it calibrates while serving)."""
     import torch
     from torch.ao.quantization import (MinMaxObserver, PerChannelMinMaxObserver, QConfig,
                                        get_default_qconfig_mapping)
@@ -75,8 +78,12 @@ def quantize(model_dir: Path, calibration: Iterable[np.ndarray]):
 
     _use_engine()
     graph = load_graph(Path(model_dir)).eval()
-    qconfig = get_default_qconfig_mapping(ENGINE).set_global(QConfig(
-        activation=MinMaxObserver.with_args(dtype=torch.quint8),
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its default's VNNI notice: the global config replaces it
+        defaults = get_default_qconfig_mapping(ENGINE)
+    qconfig = defaults.set_global(QConfig(
+        # 7-bit activations without VNNI: AVX2's u8×s8 pair sums saturate int16 otherwise
+        activation=MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=not cpu_has_int8_dot_product()),
         weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)))
     for name in _kept_in_fp32(graph):
         qconfig = qconfig.set_module_name(name, None)
@@ -84,16 +91,18 @@ def quantize(model_dir: Path, calibration: Iterable[np.ndarray]):
     first = next(batches, None)
     if first is None:
         raise ValueError("int8 calibration needs at least one batch of clips")
+    lock = lock if lock is not None else contextlib.nullcontext()
     example = torch.from_numpy(np.ascontiguousarray(first, dtype=np.float32))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notices
-        prepared = prepare_fx(graph, qconfig, example_inputs=(example,))
+        with lock:  # FX tracing patches every nn.Module's __call__ while it runs, in every thread
+            prepared = prepare_fx(graph, qconfig, example_inputs=(example,))
         with torch.inference_mode():
-            prepared(example)
-            for batch in batches:
-                prepared(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
-        converted = convert_fx(prepared)
-        with torch.inference_mode():
+            for batch in itertools.chain([first], batches):
+                with lock:
+                    prepared(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+        with torch.inference_mode(), lock:
+            converted = convert_fx(prepared)
             return torch.jit.freeze(torch.jit.trace(converted, example[:1]).eval())
 
 

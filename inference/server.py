@@ -65,7 +65,8 @@ def create_app(endpoint: Endpoint, max_queue: int = DEFAULT_MAX_QUEUE) -> FastAP
         watcher = endpoint.watcher
         return {"status": "healthy", "model_version": classifier.card.version,
                 "architecture": classifier.card.architecture, "device": classifier.device,
-                "backend": classifier.backend, "decoder": endpoint.decoder,
+                "backend": classifier.backend, "precision": endpoint.active.precision,
+                "decoder": endpoint.decoder,
                 "classes": len(classifier.classes), "review_routing": classifier.routing_status,
                 "deployment": str(watcher.deployment) if watcher is not None else None}
 

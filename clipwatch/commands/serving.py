@@ -26,6 +26,8 @@ def _serve(args) -> int:
         env["CLIPWATCH_ALLOWED_DIRS"] = ",".join(args.allow_dir)
     if args.allow_bucket:
         env["CLIPWATCH_ALLOWED_BUCKETS"] = ",".join(args.allow_bucket)
+    if args.no_auto_int8:
+        env["CLIPWATCH_AUTO_INT8"] = "off"
     try:
         app = build_app(args.model, Settings.from_env(env), clips=args.clips,
                         snap_to_keyframe=not args.no_keyframe_snap, runtime=args.runtime,
@@ -67,6 +69,10 @@ def register(sub) -> None:
                        help="torch precision: auto (default) = int8 where the model directory has "
                             "a checked int8 module (clipwatch quantize) and the CPU has VNNI/AMX, "
                             "else bf16 where the CPU has AMX/AVX512-BF16")
+    serve.add_argument("--no-auto-int8", action="store_true",
+                       help="never move to int8 by itself (by default a model served on fp32/bf16 "
+                            "calibrates int8 on the clips it serves and switches once int8 agreed "
+                            "with it on 99%% of 100 later clips and is faster; env CLIPWATCH_AUTO_INT8=off)")
     serve.add_argument("--decode-workers", type=int, default=None,
                        help="decoding processes (default: one per core; 0 = decode in the request thread)")
     serve.add_argument("--decoder", choices=("pyav", "decord"), default="pyav",

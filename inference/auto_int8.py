@@ -1,0 +1,287 @@
+"""Int8 without a ritual: a served model directory without a checked int8 module gets one by
+itself, from the segments it serves.
+
+Most model directories a user brings (and every one ``train`` writes before ``clipwatch
+quantize``) would otherwise run on their safe precision (fp32, or bf16 on AMX) forever. While
+the endpoint serves on that precision, ``AutoInt8`` (one per loaded model):
+
+1. **calibrates**: the first ``calibration_clips`` clips it serves are observed by the int8
+   calibration (``inference.quantize``), one clip per forward, each forward taking the model's
+   lock so live requests interleave with it instead of sharing the cores;
+2. **checks**: the clips served after those are run again in int8, and their top-1 compared
+   with what was served (the safe precision's answer), ``check_clips`` of them;
+3. **switches** only when the top-1 agreed on at least ``MIN_AGREEMENT`` of the checked clips
+   and int8 measured faster per clip than the forwards it replaces. Until then every answer is
+   the safe precision's: predictions never change class while it learns.
+
+The outcome is cached under ``$CLIPWATCH_CACHE/int8/<key>`` (or ``$CLIPWATCH_INT8_CACHE``), keyed by the graph, the weights,
+the clip shape, the engine and the torch version: the next start serves int8 at once, or, after
+a failed check, does not try again beyond ``attempts``. A cached module that does not load is
+ignored, removed and calibrated again. ``/ping`` and ``clipwatch_auto_int8_state`` say which
+precision serves and why; ``CLIPWATCH_AUTO_INT8=off`` (``clipwatch serve --no-auto-int8``)
+turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from clipwatch import metrics
+from clipwatch.config import AutoInt8Settings
+from clipwatch.records import utc_now
+
+from . import quantize
+
+log = logging.getLogger("clipwatch.int8")
+
+
+class Outcome(BaseModel):
+    """What one model's calibration came to (``record.json`` in its cache folder)."""
+
+    passed: bool
+    reason: str
+    int8: quantize.Int8Record | None = None
+    reference: str = ""  # the backend int8 was checked against, e.g. torch-fp32
+    speedup: float = 0.0  # safe ms per clip / int8 ms per clip, medians over the checked clips
+    attempts: int = 1
+    created_at: str = ""
+
+
+def default_cache_dir() -> Path:
+    """``$CLIPWATCH_INT8_CACHE``, else ``int8/`` in the user's clipwatch cache."""
+    from clipwatch.registry import cache_home
+
+    return Path(os.environ.get("CLIPWATCH_INT8_CACHE") or cache_home() / "int8")
+
+
+class Int8Cache:
+    """``root/<key>/``: ``record.json`` (an ``Outcome``) and, when it passed, the module."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @staticmethod
+    def key(model_dir: Path, shape: tuple[int, ...]) -> str:
+        import torch
+
+        # a module calibrated for another CPU's int8 instructions (reduce_range) is not reused
+        digest = hashlib.sha256(repr((tuple(shape), quantize.ENGINE, torch.__version__,
+                                      quantize.cpu_has_int8_dot_product())).encode())
+        for name in ("model-symbol.json", "model-0000.params"):
+            with open(Path(model_dir) / name, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()[:32]
+
+    def outcome(self, key: str) -> Outcome | None:
+        try:
+            return Outcome.model_validate_json((self.root / key / "record.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def module(self, key: str):
+        """The cached module, or None when it is missing or does not load (then removed)."""
+        import torch
+
+        path = self.root / key / quantize.INT8_FILE
+        try:
+            quantize._use_engine()
+            return torch.jit.load(str(path)).eval()
+        except Exception as exc:  # noqa: BLE001 -- truncated, corrupt, another torch's format
+            log.warning("ignoring the cached int8 module %s (%s: %s); calibrating again",
+                        path, exc.__class__.__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            shutil.rmtree(self.root / key, ignore_errors=True)
+            return None
+
+    def save(self, key: str, outcome: Outcome, module=None) -> None:
+        """Written into a temporary folder, then renamed: a reader sees all of it or nothing."""
+        import torch
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{key}.{threading.get_ident()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        if module is not None:
+            torch.jit.save(module, str(tmp / quantize.INT8_FILE))
+        (tmp / "record.json").write_text(outcome.model_dump_json(indent=1) + "\n")
+        shutil.rmtree(self.root / key, ignore_errors=True)
+        tmp.rename(self.root / key)
+
+
+class _Stopped(Exception):
+    pass
+
+
+class AutoInt8:
+    """Stands in front of a classifier's forward (``infer``) for one loaded model."""
+
+    def __init__(self, classifier, settings: AutoInt8Settings, cache: Int8Cache | None = None):
+        self.classifier, self.settings = classifier, settings
+        self.cache = cache or Int8Cache(default_cache_dir())
+        self.state, self.reason = "off", ""
+        self.checked = self.agreed = 0
+        self._offers: queue.Queue = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.key: str | None = None
+        self._safe = classifier.backend
+        why_not = self._why_not()
+        if why_not is not None:
+            self._set("off", why_not)
+            return
+        s = classifier.card.input
+        self.key = Int8Cache.key(classifier.directory, (1, 3, s.frames, s.crop, s.crop))
+        known = self.cache.outcome(self.key)
+        if known is not None and known.passed:
+            module = self.cache.module(self.key)
+            if module is not None:
+                self._switch(classifier.runtime_like(module))
+                self._set("int8", f"int8 from the cache ({self.cache.root / self.key}): {known.reason}")
+                return
+            known = None
+        if known is not None and known.attempts >= settings.attempts:
+            self._set("failed", f"{known.reason}; not tried again ({known.attempts} of "
+                                f"CLIPWATCH_AUTO_INT8_ATTEMPTS={settings.attempts} attempts used)")
+            return
+        self._attempt = (known.attempts if known is not None else 0) + 1
+        self._set("calibrating", f"serving {self._safe} while int8 calibrates on "
+                                 f"{settings.calibration_clips} served clips")
+        self._thread = threading.Thread(target=self._learn, daemon=True, name="auto-int8")
+        self._thread.start()
+
+    def _why_not(self) -> str | None:
+        c = self.classifier
+        if not self.settings.enabled:
+            return f"serving {c.backend}: automatic int8 is turned off (CLIPWATCH_AUTO_INT8=off)"
+        if c.runtime.precision == "int8":
+            return f"serving {c.backend}: the model directory's own checked int8 module"
+        if c.precision_requested != "auto" or c.runtime.name != "torch":
+            return f"serving {c.backend}, as asked (--runtime/--precision)"
+        if c.directory is None:
+            return f"serving {c.backend}: not loaded from a model directory"
+        return None
+
+    def _set(self, state: str, reason: str, exc_info: bool = False) -> None:
+        self.state, self.reason = state, reason
+        metrics.AUTO_INT8.state(state)
+        (log.warning if state == "failed" else log.info)("precision: %s", reason, exc_info=exc_info)
+
+    @property
+    def status(self) -> dict:
+        """/ping's ``precision``."""
+        out = {"serving": self.classifier.backend, "auto_int8": self.state, "reason": self.reason}
+        if self.state == "checking":
+            out["checked_clips"], out["agreed_clips"] = self.checked, self.agreed
+        return out
+
+    # -- the serving side --------------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The classifier's forward; while learning, the clip and its answer are offered to
+        the learner (never waiting for it: a busy learner misses the clip)."""
+        learning = self.state in ("calibrating", "checking")
+        started = time.perf_counter()
+        logits, features = self.classifier.infer(batch)
+        if learning:
+            ms_per_clip = (time.perf_counter() - started) * 1000.0 / len(batch)
+            try:
+                self._offers.put_nowait((batch, logits, ms_per_clip))
+            except queue.Full:
+                pass
+        return logits, features
+
+    def close(self) -> None:
+        """Stop learning (the forward in hand finishes first: see ``inference.predictor``)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=600)
+
+    # -- the learner -------------------------------------------------------------------------
+    def _take(self):
+        while not self._stop.is_set():
+            try:
+                return self._offers.get(timeout=0.5)
+            except queue.Empty:
+                continue
+        raise _Stopped
+
+    def _calibration_clips(self):
+        """The first clip of each served batch, until there are enough."""
+        for _ in range(self.settings.calibration_clips):
+            batch, _, _ = self._take()
+            yield batch[:1]
+
+    def _learn(self) -> None:
+        try:
+            self._calibrate_and_check()
+        except _Stopped:
+            pass
+        except Exception as exc:  # noqa: BLE001 -- int8 is an optimisation: serving goes on
+            self._fail(f"int8 calibration failed ({exc.__class__.__name__}: {exc}); staying on "
+                       f"{self._safe}", None, exc_info=True)
+
+    def _calibrate_and_check(self) -> None:
+        started = time.monotonic()
+        # each calibration forward takes the model's lock: live requests interleave with them
+        module = quantize.quantize(self.classifier.directory, self._calibration_clips(),
+                                   lock=self.classifier.exclusive())
+        if self._stop.is_set():
+            raise _Stopped
+        fast = self.classifier.runtime_like(module)
+        self._set("checking", f"serving {self._safe} while int8 is checked against it on "
+                              f"{self.settings.check_clips} served clips")
+        need = self.settings.check_clips
+        allowed = int(np.floor(need * (1.0 - quantize.MIN_AGREEMENT) + 1e-9))
+        safe_ms, fast_ms = [], []
+        while self.checked < need:
+            batch, served, served_ms = self._take()
+            batch, served = batch[:need - self.checked], served[:need - self.checked]
+            with self.classifier.exclusive():
+                t = time.perf_counter()
+                logits, _ = fast.forward(batch)
+                fast_ms.append((time.perf_counter() - t) * 1000.0 / len(batch))
+            safe_ms.append(served_ms)
+            self.checked += len(batch)
+            self.agreed += int(np.sum(np.argmax(logits, 1) == np.argmax(served, 1)))
+            if self.checked - self.agreed > allowed:
+                break  # the bound cannot be reached any more
+        agreement = self.agreed / self.checked
+        speedup = float(np.median(safe_ms) / np.median(fast_ms))
+        record = quantize.Int8Record(
+            calibration_clips=self.settings.calibration_clips,
+            calibration_data=f"segments served by {self.classifier.card.version}",
+            checked_clips=self.checked, agreement=round(agreement, 4), created_at=utc_now())
+        figures = (f"int8 agreed with {self._safe} on {self.agreed} of {self.checked} served clips "
+                   f"({agreement:.1%}), {speedup:.2f}x its speed")
+        if self.checked < need or agreement < quantize.MIN_AGREEMENT:
+            return self._fail(f"{figures}: under the {quantize.MIN_AGREEMENT:.0%} needed; staying on "
+                              f"{self._safe}", record, speedup)
+        if speedup <= self.settings.min_speedup:
+            return self._fail(f"{figures}: not faster; staying on {self._safe}", record, speedup)
+        reason = f"{figures} (calibrated and checked in {time.monotonic() - started:.0f} s)"
+        self.cache.save(self.key, Outcome(passed=True, reason=reason, int8=record, reference=self._safe,
+                                          speedup=round(speedup, 3), attempts=self._attempt,
+                                          created_at=utc_now()), module)
+        self._switch(fast)
+        self._set("int8", reason)
+
+    def _fail(self, reason: str, record, speedup: float = 0.0, exc_info: bool = False) -> None:
+        if self.key is not None:
+            self.cache.save(self.key, Outcome(passed=False, reason=reason, int8=record, reference=self._safe,
+                                              speedup=round(speedup, 3), attempts=self._attempt,
+                                              created_at=utc_now()))
+        self._set("failed", reason, exc_info)
+
+    def _switch(self, fast) -> None:
+        self.classifier.use(fast)
+        metrics.MODEL_INFO.info(self.classifier.info)
