@@ -60,6 +60,7 @@ from harness import build_r50_model_dir, console, progress  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / ".cache" / "benchmarks" / "int8_engines.json"  # untracked
 R50_DIR = REPO / ".cache" / "benchmarks" / "r50-model"
+FOOTAGE_DIR = REPO / ".cache" / "benchmarks" / "int8-footage"
 THREADS = 2
 MODELS = ("i3d-r50", "kinetics400")
 ENGINES = ("torch-fp32", "ov-fp32", "torch-fx-onednn", "torch-fx-x86", "pt2e-x86-eager",
@@ -84,7 +85,12 @@ def kinetics_clips(model_dir: Path, per_file: int) -> tuple[np.ndarray, list[str
     sampler = spec.sampler(clips=per_file, snap_to_keyframe=False)
     clips, names = [], []
     for name in KINETICS_FOOTAGE:
-        frames = decode_clips(footage.clip(name).read_bytes(), sampler, spec.resize).frames
+        # as a live encoder writes it (H.264 MPEG-TS at the clip's own size): what the endpoint
+        # decodes (PyAV also cannot open some of the original .avi files' metadata)
+        segment = FOOTAGE_DIR / f"{name}.ts"
+        if not segment.is_file():
+            footage.segment(name, segment)
+        frames = decode_clips(segment.read_bytes(), sampler, spec.resize).frames
         clips.append(normalize_clips(frames, spec.crop, spec.mean, spec.std))
         names += [f"{name}#{i}" for i in range(len(frames))]
     # clip i of every file, then the next i: calibration (the first ones) spreads over the files
@@ -197,6 +203,8 @@ def _export(module, example):
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=16)
+    # an example of batch 1 would make export specialize the batch dimension to 1
+    example = example.expand(2, *example.shape[1:]).contiguous() if len(example) == 1 else example
     return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
 
 
@@ -333,15 +341,45 @@ def _ov_fp32_model(ctx):
                                 input=[ov.PartialShape([-1, *ctx["shape"][1:]])])
 
 
+def _alias_openvino_runtime() -> None:
+    """nncf 2.14 imports ``openvino.runtime``, which OpenVINO 2026 no longer has (its names
+    moved to ``openvino`` itself in 2024): alias it in this process only."""
+    import types
+
+    import openvino
+    import openvino.op
+    import openvino.opset13
+
+    shim = types.ModuleType("openvino.runtime")
+    shim.__dict__.update({k: getattr(openvino, k) for k in dir(openvino) if not k.startswith("__")})
+    shim.opset13, shim.op = openvino.opset13, openvino.op
+    if not hasattr(shim, "serialize"):
+        shim.serialize = lambda model, xml, *a, **k: openvino.save_model(model, xml, compress_to_fp16=False)
+    sys.modules["openvino.runtime"] = shim
+    sys.modules["openvino.runtime.opset13"] = openvino.opset13
+    sys.modules["openvino.runtime.op"] = openvino.op
+    openvino.runtime = shim
+
+
 def build_ov_nncf(ctx):
     import nncf
 
     model = _ov_fp32_model(ctx)
     calibration = list(ctx["calibration"])
+    notes = ""
+    try:
+        import openvino.runtime  # noqa: F401
+    except ImportError as exc:
+        try:
+            nncf.quantize(model, nncf.Dataset(calibration), subset_size=len(calibration))
+        except Exception as unshimmed:  # noqa: BLE001
+            notes = (f"as installed: {type(unshimmed).__name__}: {unshimmed} (cause: {exc}); "
+                     "measured with openvino.runtime aliased to openvino in-process; ")
+        _alias_openvino_runtime()
     quantized = nncf.quantize(model, nncf.Dataset(calibration), subset_size=len(calibration))
     return _ov_engine("ov-nncf-int8", quantized,
-                      notes=f"nncf {nncf.__version__} quantize (defaults: preset performance, all convs), "
-                            "CPU, LATENCY, 2 threads")
+                      notes=notes + f"nncf {nncf.__version__} quantize (defaults: preset performance, "
+                            "all convs), CPU, LATENCY, 2 threads")
 
 
 def build_ov_pt2e(ctx):
@@ -386,7 +424,8 @@ def agreement(engines: dict[str, Engine], clips: np.ndarray, chunk: int, bar, ta
         out[name] = {"clips": len(value),
                      "top1_agreement": round(float(np.mean(value.argmax(1) == base.argmax(1))), 4),
                      "max_abs_logit_diff": round(float(np.max(np.abs(value - base))), 4),
-                     "mean_abs_logit_diff": round(float(np.mean(np.abs(value - base))), 5)}
+                     "mean_abs_logit_diff": round(float(np.mean(np.abs(value - base))), 5),
+                     "max_abs_fp32_logit": round(float(np.max(np.abs(base))), 4)}
     return out
 
 
@@ -639,7 +678,7 @@ def _print(model: str, r: dict, batches: list[int]) -> None:
                 table.add_row(engine, str(b), f"{c['median_ms_per_forward']:.0f}", f"{c['ms_per_clip']:.0f}",
                               f"{c['speedup_vs_torch_fp32']:.2f}", str(c["round_medians_ms"]),
                               f"{agree.get('top1_agreement', float('nan')):.3f}",
-                              f"{agree.get('max_abs_logit_diff', float('nan')):.3f}")
+                              f"{agree.get('max_abs_logit_diff', float('nan')):.4g}")
     console.print(table)
     for engine, err in r["errors"].items():
         console.print(f"[red]{engine}: {err.splitlines()[-1][:400]}")

@@ -190,7 +190,7 @@ def scenario_serve_variants(tmp_path, kinetics_dir):
     run.one_server = True  # each line is an alternative on the same port
     run.timeout_s = 900
     _play(run, "serve-variants")
-    assert len(run.servers) == 5
+    assert len(run.servers) == 6
 
 
 def scenario_bench_quick(tmp_path):
