@@ -144,7 +144,7 @@ def main() -> None:
 
     classifier = load_classifier(args.model)
     endpoint = Endpoint(classifier, SegmentReader(allowed_dirs=(args.streams.resolve(),)), store=None,
-                        propose=False)
+                        propose=False, second_clip=True)
     with Progress(transient=True) as progress:
         observations = collect(endpoint, find_streams(args.streams), progress)
     endpoint.close()

@@ -76,18 +76,26 @@ def reference_predictions(data: Path, model_dir: Path) -> tuple[list[int], list[
 
 
 def served_predictions(data: Path, model_dir: Path, runtime: str, precision: str,
-                       snap_to_keyframe: bool, decoder: str = "pyav") -> tuple[list[int], str]:
+                       snap_to_keyframe: bool, decoder: str = "pyav",
+                       learn_from: Path | None = None) -> tuple[list[int], str]:
+    """``learn_from``: clips served first, as a live endpoint would, so the model learns int8
+    from them (``inference.auto_int8``); the held-out clips are then served on what it settled on."""
     from clipwatch.blobs import SegmentReader
+    from clipwatch.config import AutoInt8Settings
     from clipwatch.records import InvocationRequest
     from inference.model import load_classifier
     from inference.predictor import Endpoint
 
     classifier = load_classifier(model_dir, runtime=runtime, precision=precision)
-    endpoint = Endpoint(classifier, SegmentReader(allowed_dirs=(data,)), None,
-                        snap_to_keyframe=snap_to_keyframe, decoder=decoder)
+    endpoint = Endpoint(classifier, SegmentReader(allowed_dirs=tuple(d for d in (data, learn_from) if d)), None,
+                        snap_to_keyframe=snap_to_keyframe, decoder=decoder,
+                        auto_int8=AutoInt8Settings() if learn_from is not None else None)
     paths = [data / line.split()[0] for line in (data / "all.txt").read_text().splitlines()]
     top1 = []
     try:
+        if learn_from is not None:
+            learn_precision(endpoint, [learn_from / line.split()[0]
+                                       for line in (learn_from / "all.txt").read_text().splitlines()])
         with progress() as bar:
             task = bar.add_task(f"served: {classifier.backend}, {decoder}, keyframe snap "
                                 f"{'on' if snap_to_keyframe else 'off'}", total=len(paths))
@@ -100,16 +108,33 @@ def served_predictions(data: Path, model_dir: Path, runtime: str, precision: str
     return top1, classifier.backend
 
 
+def learn_precision(endpoint, paths: list[Path]) -> None:
+    """Serve ``paths`` in turn until the endpoint's int8 learning settled (or they run out)."""
+    from clipwatch.records import InvocationRequest
+
+    with progress() as bar:
+        task = bar.add_task("serving until int8 is learnt and checked (or refused)", total=len(paths))
+        for path in paths:
+            if endpoint.active.int8.state not in ("calibrating", "checking"):
+                break
+            endpoint.invoke(InvocationRequest(uri=str(path)))
+            bar.advance(task)
+    console.print(f"precision: {endpoint.active.precision['reason']}")
+
+
 def measure_agreement(workdir: Path, model_dir: Path = DEMO_MODEL, clips_per_class: int = 30,
                       seed: int = DEFAULT_SEED, runtime: str = "auto",
-                      precision: str = "auto", decoder: str = "pyav") -> dict:
+                      precision: str = "auto", decoder: str = "pyav", learn_int8: bool = False) -> dict:
+    """``learn_int8``: the served model first learns int8 while serving clips of another seed
+    (the default serving path); else it serves as loaded."""
     data = render_clips(workdir / "agreement-clips", clips_per_class, seed)
+    learn_from = render_clips(workdir / "learning-clips", 20, seed + 1) if learn_int8 else None
     reference, labels = reference_predictions(data, model_dir)
     result = {"model": str(model_dir), "clips": len(labels), "seed": seed,
               "reference": "GluonCV VideoClsCustom + VideoGroupValTransform + MXNet fp32",
               "reference_accuracy": round(float(np.mean(np.equal(reference, labels))), 4)}
     for snap in (True, False):
-        served, backend = served_predictions(data, model_dir, runtime, precision, snap, decoder)
+        served, backend = served_predictions(data, model_dir, runtime, precision, snap, decoder, learn_from)
         key = "served" if snap else "served_no_keyframe_snap"
         result[key] = {
             "backend": backend, "decoder": decoder, "keyframe_snap": snap,
@@ -123,7 +148,8 @@ def measure_agreement(workdir: Path, model_dir: Path = DEMO_MODEL, clips_per_cla
 
 
 def measure_real_agreement(segments: Path, model_dir: Path, runtime: str = "auto",
-                           precision: str = "auto", decoder: str = "pyav", windows: int = 4) -> dict:
+                           precision: str = "auto", decoder: str = "pyav", windows: int = 4,
+                           learnt_int8: bool = False) -> dict:
     """For DeepMind's Kinetics I3D on real footage: top-1 of the served network (runtime and
     precision as served) against the MXNet fp32 graph, on the same frames — ``windows`` clips of
     every real clip (clipwatch.footage) at 720p, decoded by the endpoint's decoder.
@@ -137,6 +163,10 @@ def measure_real_agreement(segments: Path, model_dir: Path, runtime: str = "auto
     from inference.preprocess import center_crop_clips, normalize_clips
 
     served = load_classifier(model_dir, runtime=runtime, precision=precision)
+    if learnt_int8:  # what the benchmark's endpoint learnt and switched to while serving
+        from inference.auto_int8 import use_cached_int8
+
+        use_cached_int8(served)
     reference = load_classifier(model_dir, runtime="mxnet")
     s = reference.card.input
     same, judged, right = [], [], []
@@ -175,10 +205,13 @@ def main(argv=None) -> int:
     p.add_argument("--runtime", default="auto")
     p.add_argument("--precision", default="auto")
     p.add_argument("--decoder", default="pyav", choices=("pyav", "decord"))
+    p.add_argument("--learn-int8", action="store_true",
+                   help="serve 140 clips of another seed first, so the model learns int8 as a "
+                        "live endpoint does (inference.auto_int8), then measure what it settled on")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="clipwatch-agreement-") as tmp:
         result = measure_agreement(Path(tmp), args.model, args.clips_per_class, args.seed,
-                                   args.runtime, args.precision, args.decoder)
+                                   args.runtime, args.precision, args.decoder, args.learn_int8)
     console.print_json(json.dumps(result))
     return 0
 

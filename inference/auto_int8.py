@@ -144,9 +144,7 @@ class AutoInt8:
         self.key = Int8Cache.key(classifier.directory, (1, 3, s.frames, s.crop, s.crop))
         known = self.cache.outcome(self.key)
         if known is not None and known.passed:
-            module = self.cache.module(self.key)
-            if module is not None:
-                self._switch(classifier.runtime_like(module))
+            if use_cached_int8(classifier, self.cache, self.key) is not None:
                 self._set("int8", f"int8 from the cache ({self.cache.root / self.key}): {known.reason}")
                 return
             known = None
@@ -285,3 +283,18 @@ class AutoInt8:
     def _switch(self, fast) -> None:
         self.classifier.use(fast)
         metrics.MODEL_INFO.info(self.classifier.info)
+
+
+def use_cached_int8(classifier, cache: Int8Cache | None = None, key: str | None = None) -> Outcome | None:
+    """Move ``classifier`` to the int8 module an endpoint learnt and checked for its weights on
+    this machine, if there is one (benchmarks measure what was served with it); its outcome."""
+    cache = cache or Int8Cache(default_cache_dir())
+    s = classifier.card.input
+    key = key or Int8Cache.key(classifier.directory, (1, 3, s.frames, s.crop, s.crop))
+    known = cache.outcome(key)
+    module = cache.module(key) if known is not None and known.passed else None
+    if module is None:
+        return None
+    classifier.use(classifier.runtime_like(module))
+    metrics.MODEL_INFO.info(classifier.info)
+    return known

@@ -128,17 +128,23 @@ class Endpoint:
                  store: PredictionStore | None, policy: ReviewPolicy = ReviewPolicy(),
                  clips: int = 1, snap_to_keyframe: bool = True, top_k: int = 5,
                  decode_workers: int = 0, max_batch_clips: int = 4, decoder: str = DEFAULT_DECODER,
-                 propose: bool = True, auto_int8: AutoInt8Settings | None = None):
+                 propose: bool = True, auto_int8: AutoInt8Settings | None = None,
+                 second_clip: bool | None = None):
         """``decode_workers`` > 0 decodes in that many worker processes (``inference.decode_pool``),
         0 in the calling thread, with ``decoder`` (``inference.decode``); concurrent invocations
         share batched forwards of up to ``max_batch_clips`` clips (``inference.batching``).
         ``propose``: segments routed to review also get the model's proposed segments
         (``inference.presegment``), attached to the stored prediction in the background.
         ``auto_int8``: a model served on its safe precision calibrates and checks int8 on the
-        clips it serves and switches to it once checked (``inference.auto_int8``); None: never."""
+        clips it serves and switches to it once checked (``inference.auto_int8``); None: never.
+        ``second_clip``: run a second clip for a doubtful one-clip segment (its disagreement
+        signal); None: only when the serving model's review score uses it (a routing card) —
+        another forward for most segments of a 400-class model, for a signal nothing reads;
+        True: always (``clipwatch evaluate --routing`` collects it to fit a score)."""
         self.reader, self.store, self.policy = reader, store, policy
         self.top_k = top_k
         self.decoder = decoder
+        self.second_clip = second_clip
         self._shape = (clips, snap_to_keyframe, max_batch_clips, auto_int8)
         self._lock = threading.Lock()
         self.active = self._load(classifier)
@@ -263,7 +269,7 @@ class Endpoint:
                  batch: np.ndarray, embedding: list[float]) -> RoutingSignals:
         """Novelty against the model's reference bank, evidence, motion, and — when the first clip gives
         its label less than ``SECOND_CLIP_BELOW`` — a second opinion: the other clips of a
-        multi-clip request, else one clip from the segment's first half."""
+        multi-clip request, else one clip from the segment's first half (``second_clip``)."""
         label = summary.top[0]
         temperature = m.classifier.card.temperature
         signals = RoutingSignals(evidence=evidence(logits, temperature), motion=motion_energy(batch))
@@ -275,6 +281,8 @@ class Endpoint:
             return signals
         if len(logits) > 1:
             others = softmax(logits, temperature)
+        elif not (self.second_clip if self.second_clip is not None else m.classifier.routing is not None):
+            return signals
         else:
             others = self._second_clip(m, data, decoded)
             if others is None:

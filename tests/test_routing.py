@@ -265,3 +265,34 @@ def test_a_segment_both_neighbours_contradict_goes_to_review_late(tmp_path, arri
     finally:
         endpoint.close()
         store.close()
+
+
+def test_a_second_clip_is_run_only_where_a_review_score_reads_it(routed_model, tmp_path):
+    """A doubtful one-clip segment costs a second forward for its disagreement signal: worth it
+    for a model whose review score uses it, not for one on the fallback thresholds (every model
+    a user brings), unless asked (`clipwatch evaluate --routing` collects it to fit a score)."""
+    from clipwatch.blobs import SegmentReader
+    from clipwatch.records import InvocationRequest
+    from inference.model import load_classifier
+    from inference.predictor import Endpoint
+    from training.routing import find_streams
+
+    model_dir, _ = routed_model
+    streams = model_dir.parent / "streams"
+    segments = [s for stream in find_streams(streams) for s in sorted(stream.glob("*.ts"))]
+
+    def disagreements(second_clip=None, routed=True):
+        classifier = load_classifier(model_dir)
+        if not routed:
+            classifier.card.routing = None
+        endpoint = Endpoint(classifier, SegmentReader(allowed_dirs=(streams.resolve(),)), store=None,
+                            propose=False, second_clip=second_clip)
+        try:
+            return [endpoint.invoke(InvocationRequest(uri=str(s))).signals.disagreement for s in segments]
+        finally:
+            endpoint.close()
+
+    routed = disagreements()
+    assert any(d is not None for d in routed), "no doubtful segment here: nothing to compare"
+    assert disagreements(routed=False) == [None] * len(segments)
+    assert disagreements(second_clip=True, routed=False) == routed

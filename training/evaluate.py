@@ -102,7 +102,7 @@ def evaluate_routing(model_dir: Path, streams_dir: Path, out: Path | None = None
     streams = find_streams(streams_dir)
     classifier = load_classifier(model_dir)
     endpoint = Endpoint(classifier, SegmentReader(allowed_dirs=(Path(streams_dir).resolve(),)),
-                        store=None, propose=False)
+                        store=None, propose=False, second_clip=True)  # the score may use it
     skipped: dict[str, str] = {}
     try:
         observations = collect(endpoint, streams, progress, skipped)
