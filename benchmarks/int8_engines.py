@@ -667,13 +667,14 @@ def main(argv=None) -> int:
               "models": {}}
     console.print(f"CPU {result['machine']['cpu']}, {result['machine']['simd_flags']}, "
                   f"int8 dot product: {result['machine']['int8_dot_product']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for model in args.models:
         result["models"][model] = run_model(model, args)
         _print(model, result["models"][model], args.batches)
-    result["wall_s"] = round(time.time() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.out.with_suffix(".png"))
+        # written after each model: a long run interrupted later keeps what it measured
+        result["wall_s"] = round(time.time() - started, 1)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        plot(result, args.out.with_suffix(".png"))
     console.print(f"results written to {args.out} and {args.out.with_suffix('.png')}")
     return 0
 

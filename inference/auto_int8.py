@@ -187,15 +187,16 @@ class AutoInt8:
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The classifier's forward; while learning, the clip and its answer are offered to
         the learner (never waiting for it: a busy learner misses the clip)."""
-        learning = self.state in ("calibrating", "checking")
-        started = time.perf_counter()
-        logits, features = self.classifier.infer(batch)
-        if learning:
+        if self.state not in ("calibrating", "checking"):
+            return self.classifier.infer(batch)
+        with self.classifier.exclusive():  # timed inside: not the wait for a check's forward
+            started = time.perf_counter()
+            logits, features = self.classifier.runtime.forward(batch)
             ms_per_clip = (time.perf_counter() - started) * 1000.0 / len(batch)
-            try:
-                self._offers.put_nowait((batch, logits, ms_per_clip))
-            except queue.Full:
-                pass
+        try:
+            self._offers.put_nowait((batch, logits, ms_per_clip))
+        except queue.Full:
+            pass
         return logits, features
 
     def close(self) -> None:
