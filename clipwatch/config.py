@@ -51,7 +51,8 @@ class Settings:
     allowed_dirs: tuple[Path, ...] = ()
     max_segment_bytes: int = 64 * 1024 * 1024
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
-    auto_int8: AutoInt8Settings = field(default_factory=AutoInt8Settings)
+    # settings made in code follow this process's CLIPWATCH_AUTO_INT8* too
+    auto_int8: AutoInt8Settings = field(default_factory=lambda: AutoInt8Settings.from_env(os.environ))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":

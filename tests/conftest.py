@@ -19,9 +19,11 @@ from clipwatch.testmedia import render_audio_only, render_segment
 TINY_CLASSES = ["walking", "running", "jumping", "waving"]
 
 # Int8 learnt while serving (inference.auto_int8) is off for the processes tests start from
-# this environment: a model switching precision after enough clips would make their figures
-# depend on test order. tests/test_auto_int8.py turns it on. Endpoints given settings of their
-# own keep the default (on); what they learn lands in this session's cache, not the user's.
+# this environment and for Settings made in code here: a model switching precision after enough
+# clips would make figures depend on test order, and a session-wide classifier shared by several
+# endpoints would be switched under the others. tests/test_auto_int8.py turns it on; settings
+# read from an environment of their own keep the default (on), and what they learn lands in
+# this session's cache, not the user's.
 os.environ["CLIPWATCH_AUTO_INT8"] = "off"
 os.environ["CLIPWATCH_INT8_CACHE"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"clipwatch-int8-{uuid.uuid4().hex[:8]}")
 
