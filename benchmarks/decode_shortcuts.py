@@ -178,6 +178,8 @@ def open_video(data: bytes, resize, variant: Variant):
                         interpolation=variant.interpolation).to_ndarray()
 
         def frames(self, clip):
+            # PyAVVideo.frames' loop, restated with the loop filter switched per picture: the
+            # served loop has no hook for it, and the variant was not adopted (README "Speed")
             if not variant.slf_unshown:
                 return super().frames(clip)
             from clipwatch.errors import UndecodableVideo
