@@ -340,9 +340,9 @@ def _ov_fp32_model(ctx):
 
     from clipwatch.registry import cache_home
     from inference.mxgraph import load_graph
-    from inference.runtime import _files_hash
+    from inference.runtime import files_hash
 
-    ir = cache_home() / "openvino" / f"{_files_hash(ctx['dir'], ctx['shape'])}.xml"
+    ir = cache_home() / "openvino" / f"{files_hash(ctx['dir'], ctx['shape'])}.xml"
     if ir.is_file():
         return ov.Core().read_model(str(ir))
     with torch.no_grad():

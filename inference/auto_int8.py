@@ -24,8 +24,6 @@ turns it off.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import queue
@@ -72,17 +70,16 @@ class Int8Cache:
         self.root = Path(root)
 
     @staticmethod
-    def key(model_dir: Path, shape: tuple[int, ...]) -> str:
+    def key(classifier) -> str:
+        """The classifier's graph and weights, its clip shape, the engine and torch version; a
+        module calibrated for another CPU's int8 instructions (reduce_range) is not reused."""
         import torch
 
-        # a module calibrated for another CPU's int8 instructions (reduce_range) is not reused
-        digest = hashlib.sha256(repr((tuple(shape), quantize.ENGINE, torch.__version__,
-                                      quantize.cpu_has_int8_dot_product())).encode())
-        for name in ("model-symbol.json", "model-0000.params"):
-            with open(Path(model_dir) / name, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-        return digest.hexdigest()[:32]
+        from .runtime import files_hash
+
+        s = classifier.card.input
+        return files_hash(classifier.directory, ((1, 3, s.frames, s.crop, s.crop), quantize.ENGINE,
+                                                 torch.__version__, quantize.cpu_has_int8_dot_product()))
 
     def outcome(self, key: str) -> Outcome | None:
         try:
@@ -140,8 +137,7 @@ class AutoInt8:
         if why_not is not None:
             self._set("off", why_not)
             return
-        s = classifier.card.input
-        self.key = Int8Cache.key(classifier.directory, (1, 3, s.frames, s.crop, s.crop))
+        self.key = Int8Cache.key(classifier)
         known = self.cache.outcome(self.key)
         if known is not None and known.passed:
             if use_cached_int8(classifier, self.cache, self.key) is not None:
@@ -268,34 +264,35 @@ class AutoInt8:
         if speedup <= self.settings.min_speedup:
             return self._fail(f"{figures}: not faster; staying on {self._safe}", record, speedup)
         reason = f"{figures} (calibrated and checked in {time.monotonic() - started:.0f} s)"
-        self.cache.save(self.key, Outcome(passed=True, reason=reason, int8=record, reference=self._safe,
-                                          speedup=round(speedup, 3), attempts=self._attempt,
-                                          created_at=utc_now()), module)
-        self._switch(fast)
+        self._keep(True, reason, record, speedup, module)
+        _serve(self.classifier, fast)
         self._set("int8", reason)
 
     def _fail(self, reason: str, record, speedup: float = 0.0, exc_info: bool = False) -> None:
-        if self.key is not None:
-            self.cache.save(self.key, Outcome(passed=False, reason=reason, int8=record, reference=self._safe,
-                                              speedup=round(speedup, 3), attempts=self._attempt,
-                                              created_at=utc_now()))
+        self._keep(False, reason, record, speedup)
         self._set("failed", reason, exc_info)
 
-    def _switch(self, fast) -> None:
-        self.classifier.use(fast)
-        metrics.MODEL_INFO.info(self.classifier.info)
+    def _keep(self, passed: bool, reason: str, record, speedup: float, module=None) -> None:
+        """This attempt's outcome (and, when it passed, the module) in the cache."""
+        self.cache.save(self.key, Outcome(passed=passed, reason=reason, int8=record, reference=self._safe,
+                                          speedup=round(speedup, 3), attempts=self._attempt,
+                                          created_at=utc_now()), module)
+
+
+def _serve(classifier, runtime) -> None:
+    """Serve the classifier's next forwards on ``runtime``; the metric says so."""
+    classifier.use(runtime)
+    metrics.MODEL_INFO.info(classifier.info)
 
 
 def use_cached_int8(classifier, cache: Int8Cache | None = None, key: str | None = None) -> Outcome | None:
     """Move ``classifier`` to the int8 module an endpoint learnt and checked for its weights on
     this machine, if there is one (benchmarks measure what was served with it); its outcome."""
     cache = cache or Int8Cache(default_cache_dir())
-    s = classifier.card.input
-    key = key or Int8Cache.key(classifier.directory, (1, 3, s.frames, s.crop, s.crop))
+    key = key or Int8Cache.key(classifier)
     known = cache.outcome(key)
     module = cache.module(key) if known is not None and known.passed else None
     if module is None:
         return None
-    classifier.use(classifier.runtime_like(module))
-    metrics.MODEL_INFO.info(classifier.info)
+    _serve(classifier, classifier.runtime_like(module))
     return known

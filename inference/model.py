@@ -141,10 +141,10 @@ class Classifier:
         fast = TorchRuntime(self.directory, "int8", module=int8_module)
         if self.card.tie_margin <= 0:
             return fast
+        # with a tie margin, what serves is fp32 itself or already TieChecked (load_runtime)
         current = self.runtime
-        exact = current.exact if isinstance(current, TieChecked) else \
-            current if current.precision == "fp32" else TorchRuntime(self.directory, "fp32")
-        return TieChecked(fast, exact, self.card.tie_margin)
+        return TieChecked(fast, current.exact if isinstance(current, TieChecked) else current,
+                          self.card.tie_margin)
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3, T, H, W) float32 → logits (N, classes) and features (N, D) float32; the

@@ -187,7 +187,7 @@ class OpenVINORuntime(Runtime):
         cache = cache_home() / "openvino"
         core.set_property({"CACHE_DIR": str(cache)})
         # The converted graph is kept by the weights' and input's hash: converting takes ~15 s.
-        ir = cache / f"{_files_hash(model_dir, shape)}.xml"
+        ir = cache / f"{files_hash(model_dir, shape)}.xml"
         if ir.is_file():
             model = core.read_model(str(ir))
         else:
@@ -211,10 +211,12 @@ class OpenVINORuntime(Runtime):
         return np.asarray(logits, np.float32), np.asarray(features, np.float32).reshape(len(batch), -1)
 
 
-def _files_hash(model_dir: Path, shape: tuple) -> str:
+def files_hash(model_dir: Path, salt: tuple) -> str:
+    """A model directory's graph and weights, and ``salt`` (what else the cached thing was made
+    for): the key of what is built from them and kept (OpenVINO IR, learnt int8 modules)."""
     import hashlib
 
-    digest = hashlib.sha256(repr(shape).encode())
+    digest = hashlib.sha256(repr(salt).encode())
     for name in ("model-symbol.json", "model-0000.params"):
         with open(Path(model_dir) / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
