@@ -115,7 +115,7 @@ def learn_precision(endpoint, paths: list[Path]) -> None:
     with progress() as bar:
         task = bar.add_task("serving until int8 is learnt and checked (or refused)", total=len(paths))
         for path in paths:
-            if endpoint.active.int8.state not in ("calibrating", "checking"):
+            if not endpoint.active.int8.learning:
                 break
             endpoint.invoke(InvocationRequest(uri=str(path)))
             bar.advance(task)
@@ -164,9 +164,9 @@ def measure_real_agreement(segments: Path, model_dir: Path, runtime: str = "auto
 
     served = load_classifier(model_dir, runtime=runtime, precision=precision)
     if learnt_int8:  # what the benchmark's endpoint learnt and switched to while serving
-        from inference.auto_int8 import use_cached_int8
+        from inference.auto_int8 import use_learnt
 
-        use_cached_int8(served)
+        use_learnt(served)
     reference = load_classifier(model_dir, runtime="mxnet")
     s = reference.card.input
     same, judged, right = [], [], []

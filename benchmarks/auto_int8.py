@@ -88,12 +88,12 @@ def main(argv=None) -> int:
         started, n = time.perf_counter(), 0
         with progress() as bar:
             task = bar.add_task(f"serving distinct clips while it learns ({safe})", total=len(served))
-            while auto.state in ("calibrating", "checking") and n < len(served):
+            while auto.learning and n < len(served):
                 auto.infer(served[n][None])
                 n += 1
                 bar.advance(task)
                 time.sleep(0.01)  # the learner takes its clip, as between live requests
-        while auto.state in ("calibrating", "checking") and time.perf_counter() - started < 3600:
+        while auto.learning and time.perf_counter() - started < 3600:
             time.sleep(0.5)  # the clips ran out: the outcome of what it got
         settled_s = time.perf_counter() - started
         after = np.concatenate([classifier.infer(x[None])[0] for x in held_out])

@@ -475,7 +475,7 @@ def run_model(name: str, args) -> dict:
             clips, clip_names = synthetic_clips(model_dir, n_cal + n_eval)
             source = "training.synth activities (random-weight network)"
     clips, clip_names = clips[:n_cal + n_eval], clip_names[:n_cal + n_eval]
-    ctx = {"dir": model_dir, "shape": (1, 3, spec.frames, spec.crop, spec.crop),
+    ctx = {"dir": model_dir, "shape": spec.clip_shape(),
            "calibration": [clips[i:i + 1] for i in range(n_cal)]}
     held_out = clips[n_cal:]
     result = {"model_dir": str(model_dir), "input": [3, spec.frames, spec.crop, spec.crop],

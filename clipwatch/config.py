@@ -25,11 +25,15 @@ class AutoInt8Settings:
     check_clips: int = 100
     attempts: int = 1  # calibrations per model (weights) that may fail before it stops trying
     min_speedup: float = 1.0  # int8 must be this much faster than the forwards it replaces
+    # before calibrating: served clips OpenVINO is run and timed on beside torch (0: never), and
+    # how much faster it must be to serve instead (same precision: the choice is speed alone)
+    runtime_clips: int = 6
+    runtime_min_speedup: float = 1.1
 
     @classmethod
     def from_env(cls, env) -> "AutoInt8Settings":
         """``CLIPWATCH_AUTO_INT8`` (on | off) and ``CLIPWATCH_AUTO_INT8_{CALIBRATION_CLIPS,
-        CHECK_CLIPS,ATTEMPTS,MIN_SPEEDUP}``."""
+        CHECK_CLIPS,ATTEMPTS,MIN_SPEEDUP,RUNTIME_CLIPS,RUNTIME_MIN_SPEEDUP}``."""
         flag = env.get("CLIPWATCH_AUTO_INT8", "on").strip().lower()
         if flag not in ("on", "off", "1", "0", "true", "false"):
             raise ValueError(f"CLIPWATCH_AUTO_INT8={flag!r}: on or off")
@@ -37,7 +41,10 @@ class AutoInt8Settings:
                    calibration_clips=int(env.get("CLIPWATCH_AUTO_INT8_CALIBRATION_CLIPS", cls.calibration_clips)),
                    check_clips=int(env.get("CLIPWATCH_AUTO_INT8_CHECK_CLIPS", cls.check_clips)),
                    attempts=int(env.get("CLIPWATCH_AUTO_INT8_ATTEMPTS", cls.attempts)),
-                   min_speedup=float(env.get("CLIPWATCH_AUTO_INT8_MIN_SPEEDUP", cls.min_speedup)))
+                   min_speedup=float(env.get("CLIPWATCH_AUTO_INT8_MIN_SPEEDUP", cls.min_speedup)),
+                   runtime_clips=int(env.get("CLIPWATCH_AUTO_INT8_RUNTIME_CLIPS", cls.runtime_clips)),
+                   runtime_min_speedup=float(env.get("CLIPWATCH_AUTO_INT8_RUNTIME_MIN_SPEEDUP",
+                                                     cls.runtime_min_speedup)))
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ DUPLICATES = Counter(
     "Predictions not written because the same segment and model version was already stored",
 )
 MODEL_INFO = Info("clipwatch_model", "The loaded model: version, architecture, device, backend")
-AUTO_INT8 = Enum("clipwatch_auto_int8", "Int8 learnt while serving (inference.auto_int8): off, calibrating, "
+AUTO_INT8 = Enum("clipwatch_auto_int8", "The fast path learnt while serving (inference.auto_int8): off, "
+                 "choosing (timing OpenVINO against torch), calibrating, "
                  "checking (against the served precision), int8 (switched), failed (stays on the safe "
                  "precision; /ping says why)",
-                 states=["off", "calibrating", "checking", "int8", "failed"])
+                 states=["off", "choosing", "calibrating", "checking", "int8", "failed"])
 MODEL_SWAPS = Counter("clipwatch_model_swaps_total", "Times a promoted model replaced the serving one "
                       "without a restart (inference.deployment)")
 TIE_RECHECKS = Counter(

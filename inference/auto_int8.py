@@ -1,23 +1,28 @@
-"""Int8 without a ritual: a served model directory without a checked int8 module gets one by
-itself, from the segments it serves.
+"""The fast path without a ritual: a served model directory gets a faster runtime and a checked
+int8 module by itself, from the segments it serves.
 
 Most model directories a user brings (and every one ``train`` writes before ``clipwatch
-quantize``) would otherwise run on their safe precision (fp32, or bf16 on AMX) forever. While
-the endpoint serves on that precision, ``AutoInt8`` (one per loaded model):
+quantize``) would otherwise run on torch at their safe precision (fp32, or bf16 on AMX) forever.
+While the endpoint serves on that precision, ``AutoInt8`` (one per loaded model):
 
-1. **calibrates**: the first ``calibration_clips`` clips it serves are observed by the int8
-   calibration (``inference.quantize``), one clip per forward, each forward taking the model's
-   lock so live requests interleave with it instead of sharing the cores;
+0. **chooses the runtime**: the first ``runtime_clips`` clips it serves are run again on
+   OpenVINO at the same precision and timed beside torch's forwards; OpenVINO serves from then
+   on when it agreed on every one and was ``runtime_min_speedup`` faster (which runtime wins
+   depends on the network and the CPU: README "Speed");
+1. **calibrates**: the next ``calibration_clips`` clips are observed by the int8 calibration
+   (``inference.quantize``), one clip per forward, each forward taking the model's lock so live
+   requests interleave with it instead of sharing the cores;
 2. **checks**: the clips served after those are run again in int8, and their top-1 compared
    with what was served (the safe precision's answer), ``check_clips`` of them;
 3. **switches** only when the top-1 agreed on at least ``MIN_AGREEMENT`` of the checked clips
    and int8 measured faster per clip than the forwards it replaces. Until then every answer is
    the safe precision's: predictions never change class while it learns.
 
-The outcome is cached under ``$CLIPWATCH_CACHE/int8/<key>`` (or ``$CLIPWATCH_INT8_CACHE``), keyed by the graph, the weights,
-the clip shape, the engine and the torch version: the next start serves int8 at once, or, after
+Both outcomes are cached under ``$CLIPWATCH_CACHE/int8/<key>`` (or ``$CLIPWATCH_INT8_CACHE``),
+keyed by the graph, the weights, the clip shape, the engine, the torch version and the CPU's
+int8 and bf16 instructions: the next start serves the chosen runtime and int8 at once, or, after
 a failed check, does not try again beyond ``attempts``. A cached module that does not load is
-ignored, removed and calibrated again. ``/ping`` and ``clipwatch_auto_int8_state`` say which
+ignored, removed and calibrated again. ``/ping`` and ``clipwatch_auto_int8`` say which
 precision serves and why; ``CLIPWATCH_AUTO_INT8=off`` (``clipwatch serve --no-auto-int8``)
 turns it off.
 """
@@ -43,6 +48,9 @@ from . import quantize
 
 log = logging.getLogger("clipwatch.int8")
 
+RUNTIME_FILE = "runtime.json"
+LEARNING = ("choosing", "calibrating", "checking")  # states in which the served clips are offered
+
 
 class Outcome(BaseModel):
     """What one model's calibration came to (``record.json`` in its cache folder)."""
@@ -56,6 +64,15 @@ class Outcome(BaseModel):
     created_at: str = ""
 
 
+class RuntimeChoice(BaseModel):
+    """Which runtime serves one model's safe precision on this machine (``runtime.json``)."""
+
+    runtime: str  # torch | openvino
+    reason: str
+    speedup: float = 0.0  # OpenVINO's speed against torch's: medians over the timed clips
+    created_at: str = ""
+
+
 def default_cache_dir() -> Path:
     """``$CLIPWATCH_INT8_CACHE``, else ``int8/`` in the user's clipwatch cache."""
     from clipwatch.registry import cache_home
@@ -64,7 +81,8 @@ def default_cache_dir() -> Path:
 
 
 class Int8Cache:
-    """``root/<key>/``: ``record.json`` (an ``Outcome``) and, when it passed, the module."""
+    """``root/<key>/``: ``runtime.json`` (a ``RuntimeChoice``), ``record.json`` (an ``Outcome``)
+    and, when it passed, the module."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -72,14 +90,28 @@ class Int8Cache:
     @staticmethod
     def key(classifier) -> str:
         """The classifier's graph and weights, its clip shape, the engine and torch version; a
-        module calibrated for another CPU's int8 instructions (reduce_range) is not reused."""
+        module calibrated for another CPU's int8 instructions (reduce_range), or a runtime
+        timed at another safe precision, is not reused."""
         import torch
 
-        from .runtime import files_hash
+        from .runtime import cpu_has_native_bf16, files_hash
 
-        s = classifier.card.input
-        return files_hash(classifier.directory, ((1, 3, s.frames, s.crop, s.crop), quantize.ENGINE,
-                                                 torch.__version__, quantize.cpu_has_int8_dot_product()))
+        return files_hash(classifier.directory, (classifier.card.input.clip_shape(), quantize.ENGINE,
+                                                 torch.__version__, quantize.cpu_has_int8_dot_product(),
+                                                 cpu_has_native_bf16()))
+
+    def runtime_choice(self, key: str) -> RuntimeChoice | None:
+        try:
+            return RuntimeChoice.model_validate_json((self.root / key / RUNTIME_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def save_runtime_choice(self, key: str, choice: RuntimeChoice) -> None:
+        folder = self.root / key
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{RUNTIME_FILE}.{threading.get_ident()}"
+        tmp.write_text(choice.model_dump_json(indent=1) + "\n")
+        tmp.replace(folder / RUNTIME_FILE)
 
     def outcome(self, key: str) -> Outcome | None:
         try:
@@ -112,6 +144,8 @@ class Int8Cache:
         if module is not None:
             torch.jit.save(module, str(tmp / quantize.INT8_FILE))
         (tmp / "record.json").write_text(outcome.model_dump_json(indent=1) + "\n")
+        if (self.root / key / RUNTIME_FILE).is_file():  # the runtime chosen before calibrating
+            shutil.copyfile(self.root / key / RUNTIME_FILE, tmp / RUNTIME_FILE)
         shutil.rmtree(self.root / key, ignore_errors=True)
         tmp.rename(self.root / key)
 
@@ -138,6 +172,10 @@ class AutoInt8:
             self._set("off", why_not)
             return
         self.key = Int8Cache.key(classifier)
+        self._choice = self.cache.runtime_choice(self.key)
+        if self._choice is not None and self._choice.runtime != classifier.runtime.name:
+            _serve(classifier, _runtime_named(classifier, self._choice.runtime))
+            self._safe = classifier.backend
         known = self.cache.outcome(self.key)
         if known is not None and known.passed:
             if use_cached_int8(classifier, self.cache, self.key) is not None:
@@ -149,8 +187,12 @@ class AutoInt8:
                                 f"CLIPWATCH_AUTO_INT8_ATTEMPTS={settings.attempts} attempts used)")
             return
         self._attempt = (known.attempts if known is not None else 0) + 1
-        self._set("calibrating", f"serving {self._safe} while int8 calibrates on "
-                                 f"{settings.calibration_clips} served clips")
+        if self._choice is None and settings.runtime_clips > 0 and _openvino_available():
+            self._set("choosing", f"serving {self._safe} while OpenVINO is timed against it on "
+                                  f"{settings.runtime_clips} served clips")
+        else:
+            self._set("calibrating", f"serving {self._safe} while int8 calibrates on "
+                                     f"{settings.calibration_clips} served clips")
         self._thread = threading.Thread(target=self._learn, daemon=True, name="auto-int8")
         self._thread.start()
 
@@ -160,8 +202,10 @@ class AutoInt8:
             return f"serving {c.backend}: automatic int8 is turned off (CLIPWATCH_AUTO_INT8=off)"
         if c.runtime.precision == "int8":
             return f"serving {c.backend}: the model directory's own checked int8 module"
-        if c.precision_requested != "auto" or c.runtime.name != "torch":
+        if c.precision_requested != "auto" or c.runtime_requested != "auto":
             return f"serving {c.backend}, as asked (--runtime/--precision)"
+        if c.runtime.name != "torch":
+            return f"serving {c.backend}: the fast path is learnt on CPU endpoints served by torch"
         if c.directory is None:
             return f"serving {c.backend}: not loaded from a model directory"
         return None
@@ -170,6 +214,10 @@ class AutoInt8:
         self.state, self.reason = state, reason
         metrics.AUTO_INT8.state(state)
         (log.warning if state == "failed" else log.info)("precision: %s", reason, exc_info=exc_info)
+
+    @property
+    def learning(self) -> bool:
+        return self.state in LEARNING
 
     @property
     def status(self) -> dict:
@@ -183,7 +231,7 @@ class AutoInt8:
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The classifier's forward; while learning, the clip and its answer are offered to
         the learner (never waiting for it: a busy learner misses the clip)."""
-        if self.state not in ("calibrating", "checking"):
+        if not self.learning:
             return self.classifier.infer(batch)
         with self.classifier.exclusive():  # timed inside: not the wait for a check's forward
             started = time.perf_counter()
@@ -218,12 +266,58 @@ class AutoInt8:
 
     def _learn(self) -> None:
         try:
+            if self.state == "choosing":
+                self._choose_runtime()
             self._calibrate_and_check()
         except _Stopped:
             pass
         except Exception as exc:  # noqa: BLE001 -- int8 is an optimisation: serving goes on
             self._fail(f"int8 calibration failed ({exc.__class__.__name__}: {exc}); staying on "
                        f"{self._safe}", None, exc_info=True)
+
+    def _choose_runtime(self) -> None:
+        """Time OpenVINO against the served torch forwards on the same clips; serve it from
+        now on when it agreed on every clip and was ``runtime_min_speedup`` faster."""
+        c, need = self.classifier, self.settings.runtime_clips
+        try:
+            with c.exclusive():  # converting traces the network: not beside a served forward
+                other = _runtime_named(c, "openvino")
+        except Exception as exc:  # noqa: BLE001 -- a graph OpenVINO cannot convert: torch serves
+            log.warning("OpenVINO cannot run %s", c.directory, exc_info=True)
+            return self._chose(RuntimeChoice(runtime=c.runtime.name, created_at=utc_now(),
+                                             reason=f"OpenVINO could not run this model ({exc.__class__.__name__}: "
+                                                    f"{str(exc)[:200]}); serving {self._safe}"))
+        served_ms, other_ms, timed, agreed = [], [], 0, 0
+        while timed < need:
+            batch, served, ms = self._take()
+            with c.exclusive():
+                if not timed:
+                    other.forward(batch[:1])  # its first inference allocates: not timed
+                started = time.perf_counter()
+                logits, _ = other.forward(batch)
+                other_ms.append((time.perf_counter() - started) * 1000.0 / len(batch))
+            served_ms.append(ms)
+            timed += len(batch)
+            agreed += int(np.sum(np.argmax(logits, 1) == np.argmax(served, 1)))
+        speedup = float(np.median(served_ms) / np.median(other_ms))
+        figures = (f"{other.name}-{other.precision} agreed with {self._safe} on {agreed} of {timed} "
+                   f"served clips, {speedup:.2f}x its speed")
+        if agreed == timed and speedup >= self.settings.runtime_min_speedup:
+            safe, self._safe = self._safe, f"{other.name}-{other.precision}"
+            _serve(c, other)
+            return self._chose(RuntimeChoice(runtime=other.name, speedup=round(speedup, 3),
+                                             reason=f"{figures}: serving it instead of {safe}",
+                                             created_at=utc_now()))
+        self._chose(RuntimeChoice(runtime=c.runtime.name, speedup=round(speedup, 3), created_at=utc_now(),
+                                  reason=f"{figures} (needs {self.settings.runtime_min_speedup}x and every "
+                                         f"clip): staying on {self._safe}"))
+
+    def _chose(self, choice: RuntimeChoice) -> None:
+        self._choice = choice
+        self.cache.save_runtime_choice(self.key, choice)
+        log.info("runtime: %s", choice.reason)
+        self._set("calibrating", f"{choice.reason}; int8 calibrates on {self.settings.calibration_clips} "
+                                 f"served clips")
 
     def _calibrate_and_check(self) -> None:
         started = time.monotonic()
@@ -285,11 +379,39 @@ def _serve(classifier, runtime) -> None:
     metrics.MODEL_INFO.info(classifier.info)
 
 
-def use_cached_int8(classifier, cache: Int8Cache | None = None, key: str | None = None) -> Outcome | None:
-    """Move ``classifier`` to the int8 module an endpoint learnt and checked for its weights on
-    this machine, if there is one (benchmarks measure what was served with it); its outcome."""
+def _runtime_named(classifier, name: str):
+    """``classifier``'s network on runtime ``name`` at the precision it serves, close calls
+    settled in fp32 as its card says."""
+    from .runtime import load_runtime
+
+    return load_runtime(classifier.directory, name, classifier.runtime.precision,
+                        tie_margin=classifier.card.tie_margin, input_shape=classifier.card.input.clip_shape())
+
+
+def _openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def use_learnt(classifier, cache: Int8Cache | None = None, key: str | None = None) -> str:
+    """Move ``classifier`` to what an endpoint learnt for its weights on this machine — the
+    runtime it chose and the int8 module it checked, where there are — (benchmarks measure what
+    was served with them); the backend it serves on."""
     cache = cache or Int8Cache(default_cache_dir())
     key = key or Int8Cache.key(classifier)
+    choice = cache.runtime_choice(key)
+    if choice is not None and choice.runtime != classifier.runtime.name:
+        _serve(classifier, _runtime_named(classifier, choice.runtime))
+    use_cached_int8(classifier, cache, key)
+    return classifier.backend
+
+
+def use_cached_int8(classifier, cache: Int8Cache, key: str) -> Outcome | None:
+    """Move ``classifier`` to the int8 module learnt and checked for its weights, if there is
+    one; its outcome."""
     known = cache.outcome(key)
     module = cache.module(key) if known is not None and known.passed else None
     if module is None:

@@ -46,6 +46,10 @@ class InputSpec(BaseModel):
     # (inference.sampling); None keeps the stride whatever the stream's rate
     fps: float | None = None
 
+    def clip_shape(self, batch: int = 1) -> tuple[int, int, int, int, int]:
+        """(N, 3, T, H, W) of a batch of this model's clips."""
+        return (batch, 3, self.frames, self.crop, self.crop)
+
     def sampler(self, clips: int = 1, snap_to_keyframe: bool = True) -> ClipSampler:
         return ClipSampler(self.frames, self.stride, clips, snap_to_keyframe, self.fps)
 
@@ -83,12 +87,13 @@ class Classifier:
 
     def __init__(self, runtime: Runtime, card: ModelCard, classes: list[str],
                  reference: ReferenceBank | None = None, directory: Path | None = None,
-                 precision_requested: str = "auto"):
+                 runtime_requested: str = "auto", precision_requested: str = "auto"):
         self.runtime, self.card, self.classes = runtime, card, classes
         self.reference = reference  # embeddings of its training clips (inference.signals)
         self.directory = directory
-        # "auto": the endpoint may move it to int8 by itself (inference.auto_int8)
-        self.precision_requested = precision_requested
+        # "auto" both: the endpoint may move it to a faster runtime or to int8 by itself
+        # (inference.auto_int8)
+        self.runtime_requested, self.precision_requested = runtime_requested, precision_requested
         self._lock = threading.Lock()
 
     @property
@@ -158,8 +163,7 @@ class Classifier:
 
     def warm_up(self, batch_size: int = 1) -> None:
         """One forward at start-up, so the first request does not pay for graph allocation."""
-        s = self.card.input
-        self.logits(np.zeros((batch_size, 3, s.frames, s.crop, s.crop), np.float32))
+        self.logits(np.zeros(self.card.input.clip_shape(batch_size), np.float32))
 
 
 def load_classifier(source: str | Path = DEFAULT_MODEL_DIR, ctx=None,
@@ -198,9 +202,8 @@ def _load_dir(path: Path, ctx, runtime: str = "auto", precision: str = "auto") -
     card = (ModelCard.model_validate_json(card_file.read_text()) if card_file.is_file()
             else ModelCard(version=f"{path.name}-seed"))
     try:
-        s = card.input
         net = load_runtime(path, runtime, precision, ctx, tie_margin=card.tie_margin,
-                           input_shape=(1, 3, s.frames, s.crop, s.crop))
+                           input_shape=card.input.clip_shape())
     except ValueError as exc:  # an unknown runtime/precision name
         raise ModelUnavailable(str(exc)) from None
     try:
@@ -208,7 +211,8 @@ def _load_dir(path: Path, ctx, runtime: str = "auto", precision: str = "auto") -
     except ReferenceError as exc:  # serve without novelty rather than not at all
         log.warning("%s; serving without novelty signals", exc)
         reference = None
-    return Classifier(net, card, classes, reference, path, precision_requested=precision)
+    return Classifier(net, card, classes, reference, path, runtime_requested=runtime,
+                      precision_requested=precision)
 
 
 def zoo_network(name: str, ctx, cache_dir: Path = ZOO_CACHE):
@@ -247,8 +251,7 @@ def _load_zoo(name: str, ctx, cache_dir: Path, runtime: str = "auto",
 def _num_outputs(net) -> int:
     import mxnet as mx
 
-    s = InputSpec()
-    return net(mx.nd.zeros((1, 3, s.frames, s.crop, s.crop))).shape[1]
+    return net(mx.nd.zeros(InputSpec().clip_shape())).shape[1]
 
 
 def build_i3d(num_classes: int, spec: InputSpec | None = None, ctx=None, seed: int = 0):
@@ -276,9 +279,8 @@ def save_model_dir(net, out: str | Path, classes: list[str], card: ModelCard,
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    s = card.input
     net.hybridize()
-    net(mx.nd.zeros((1, 3, s.frames, s.crop, s.crop), ctx=ctx or mx.cpu()))  # trace the graph
+    net(mx.nd.zeros(card.input.clip_shape(), ctx=ctx or mx.cpu()))  # trace the graph
     net.export(str(out / "model"), epoch=0)
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
     (out / "model.json").write_text(card.model_dump_json(indent=2) + "\n")

@@ -1,8 +1,9 @@
-"""Int8 learnt while serving (inference.auto_int8), on the demo model and real H.264: the endpoint
-switches only after int8 agreed with what it served on the clips it checked; a check that fails
-and a calibration that fails never switch and are not retried beyond the flag; the outcome is
-cached by the weights, a corrupt cached module rebuilt; /ping and the metrics say which
-precision serves and why."""
+"""The fast path learnt while serving (inference.auto_int8), on the demo model and real H.264: the
+endpoint moves to OpenVINO only after it agreed with torch on served clips and was faster, and
+remembers it; it switches to int8 only after int8 agreed with what it served on the clips it
+checked; a check that fails and a calibration that fails never switch and are not retried beyond
+the flag; the outcome is cached by the weights, a corrupt cached module rebuilt; /ping and the
+metrics say which precision serves and why."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from inference.predictor import Endpoint
 from training.synth import write_activity_segment
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
-QUICK = dict(calibration_clips=4, check_clips=20, min_speedup=0.0)  # speed is the benchmark's
+# speed is the benchmark's; the runtime choice has its own test
+QUICK = dict(calibration_clips=4, check_clips=20, min_speedup=0.0, runtime_clips=0)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,7 @@ def serve_until_settled(endpoint: Endpoint, segments: list[Path], limit: int = 4
     """Invoke the segments in turn until the learner is done: (state before, backend, label)
     per invocation."""
     seen, n = [], 0
-    while endpoint.active.int8.state in ("calibrating", "checking"):
+    while endpoint.active.int8.learning:
         assert n < limit, f"still {endpoint.active.int8.state} after {n} invocations"
         state = endpoint.active.int8.state
         p = endpoint.invoke(InvocationRequest(uri=str(segments[n % len(segments)]), stream_id="cam", sequence=n))
@@ -116,11 +118,11 @@ def test_the_switch_comes_only_after_int8_agreed_with_what_was_served(segments, 
         rebuilt.close()
 
 
-class WrongInt8:
-    """An int8 engine that gets every clip wrong: its top-1 is the served one's neighbour."""
+class Wrong:
+    """A runtime that gets every clip wrong: its top-1 is the served one's neighbour."""
 
     def __init__(self, runtime):
-        self.runtime, self.name, self.precision, self.device = runtime, "torch", "int8", "cpu"
+        self.runtime, self.name, self.precision, self.device = runtime, runtime.name, runtime.precision, "cpu"
 
     def forward(self, batch):
         logits, features = self.runtime.forward(batch)
@@ -129,7 +131,7 @@ class WrongInt8:
 
 def test_a_failed_check_never_switches_and_is_not_retried_beyond_the_flag(segments, tmp_path, cache, monkeypatch):
     real = Classifier.runtime_like
-    monkeypatch.setattr(Classifier, "runtime_like", lambda self, module: WrongInt8(real(self, module)))
+    monkeypatch.setattr(Classifier, "runtime_like", lambda self, module: Wrong(real(self, module)))
     endpoint = endpoint_for(segments, tmp_path)
     safe = endpoint.classifier.backend
     try:
@@ -160,6 +162,50 @@ def test_a_failed_check_never_switches_and_is_not_retried_beyond_the_flag(segmen
         retried.close()
 
 
+@pytest.mark.parametrize("min_speedup,openvino_wrong,chosen",
+                         [(0.0, False, "openvino"), (1e6, False, "torch"), (0.0, True, "torch")])
+def test_openvino_serves_only_once_it_agreed_and_was_faster_and_the_choice_is_kept(
+        segments, tmp_path, cache, monkeypatch, min_speedup, openvino_wrong, chosen):
+    from inference import auto_int8
+
+    real = Classifier.runtime_like  # int8 fails its check: what is kept is the runtime choice
+    monkeypatch.setattr(Classifier, "runtime_like", lambda self, module: Wrong(real(self, module)))
+    if openvino_wrong:
+        named = auto_int8._runtime_named
+        monkeypatch.setattr(auto_int8, "_runtime_named", lambda c, name: Wrong(named(c, name)))
+    plain = Endpoint(load_classifier(DEMO), SegmentReader(allowed_dirs=[segments[0].parent]), None)
+    expected = labels_of(plain, segments)
+    plain.close()
+    endpoint = endpoint_for(segments, tmp_path, runtime_clips=3, runtime_min_speedup=min_speedup)
+    safe = endpoint.classifier.backend
+    then = f"{chosen}-{safe.split('-')[1]}"  # the same precision on the chosen runtime
+    try:
+        assert safe.startswith("torch-") and endpoint.active.int8.state == "choosing"
+        seen = serve_until_settled(endpoint, segments)
+        states = [s for s, _, _ in seen]
+        assert states == sorted(states, key=["choosing", "calibrating", "checking"].index)
+        assert states[:3] == ["choosing"] * 3
+        # timed beside torch, not served (the backend is read after each answer: the last one
+        # timed may already see the switch)
+        assert set([b for s, b, _ in seen if s == "choosing"][:-1]) == {safe}
+        assert {b for s, b, _ in seen if s != "choosing"} == {then}
+        assert endpoint.active.int8.state == "failed" and endpoint.classifier.backend == then
+        assert labels_of(endpoint, segments, 20_000) == expected
+        choice = json.loads((cache / endpoint.active.int8.key / "runtime.json").read_text())
+        agreed = 0 if openvino_wrong else 3
+        assert choice["runtime"] == chosen and f"agreed with {safe} on {agreed} of 3 served clips" in choice["reason"]
+        assert record(cache)["reference"] == then  # int8 was checked against what served
+    finally:
+        endpoint.close()
+
+    again = endpoint_for(segments, tmp_path, runtime_clips=3)  # the next start: no timing again
+    try:
+        assert again.classifier.backend == then and again.active.int8.state == "failed"
+        assert again.active.int8._thread is None
+    finally:
+        again.close()
+
+
 def test_a_calibration_that_fails_leaves_the_model_serving(segments, tmp_path, cache, monkeypatch, caplog):
     from inference import quantize
 
@@ -185,17 +231,19 @@ def test_a_calibration_that_fails_leaves_the_model_serving(segments, tmp_path, c
 def test_it_stays_off_when_asked_or_when_the_precision_was_chosen(segments, tmp_path, cache):
     off = endpoint_for(segments, tmp_path, enabled=False)
     fp32 = endpoint_for(segments, tmp_path, classifier=load_classifier(DEMO, precision="fp32"))
+    torch = endpoint_for(segments, tmp_path, classifier=load_classifier(DEMO, runtime="torch"))
     plain = Endpoint(load_classifier(DEMO), SegmentReader(allowed_dirs=[segments[0].parent]), None)
     try:
         assert off.active.int8.state == "off" and "CLIPWATCH_AUTO_INT8=off" in off.active.precision["reason"]
-        assert fp32.active.int8.state == "off" and "as asked" in fp32.active.precision["reason"]
+        for asked in (fp32, torch):
+            assert asked.active.int8.state == "off" and "as asked" in asked.active.precision["reason"]
         assert plain.active.precision["auto_int8"] == "off"
-        assert off.active.int8._thread is None and fp32.active.int8._thread is None
+        assert all(e.active.int8._thread is None for e in (off, fp32, torch))
         assert AutoInt8Settings.from_env({"CLIPWATCH_AUTO_INT8": "off"}).enabled is False
         with pytest.raises(ValueError, match="CLIPWATCH_AUTO_INT8='maybe'"):
             AutoInt8Settings.from_env({"CLIPWATCH_AUTO_INT8": "maybe"})
     finally:
-        for e in (off, fp32, plain):
+        for e in (off, fp32, torch, plain):
             e.close()
     assert not cache.exists()  # nothing learnt, nothing written
 
@@ -207,11 +255,13 @@ def test_ping_and_metrics_say_which_precision_serves_and_why(segments, tmp_path,
                                   "CLIPWATCH_ALLOWED_DIRS": str(segments[0].parent),
                                   "CLIPWATCH_AUTO_INT8_CALIBRATION_CLIPS": "4",
                                   "CLIPWATCH_AUTO_INT8_CHECK_CLIPS": "12",
-                                  "CLIPWATCH_AUTO_INT8_MIN_SPEEDUP": "0"})
+                                  "CLIPWATCH_AUTO_INT8_MIN_SPEEDUP": "0",
+                                  "CLIPWATCH_AUTO_INT8_RUNTIME_CLIPS": "2",
+                                  "CLIPWATCH_AUTO_INT8_RUNTIME_MIN_SPEEDUP": "0"})
     app = build_app(str(DEMO), settings, decode_workers=0, propose=False)
     with BackgroundServer(app) as server:
         ping = httpx.get(f"{server.url}/ping").json()
-        assert ping["precision"]["auto_int8"] == "calibrating" and ping["precision"]["serving"] == ping["backend"]
+        assert ping["precision"]["auto_int8"] == "choosing" and ping["precision"]["serving"] == ping["backend"]
         n = 0
 
         def switched() -> bool:

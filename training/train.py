@@ -134,7 +134,7 @@ def train(cfg: TrainConfig) -> Path:
     net = with_new_classifier(features, len(classes))
     net[2].initialize(mx.init.Xavier(), ctx=ctx)
     if pretrained and not state.epoch:
-        net(mx.nd.zeros((1, 3, cfg.spec.frames, cfg.spec.crop, cfg.spec.crop), ctx=ctx))  # shapes
+        net(mx.nd.zeros(cfg.spec.clip_shape(), ctx=ctx))  # shapes
         _start_from_base(net[2], cfg, classes, ctx)
     if pretrained:
         for p in features.collect_params().values():
@@ -254,7 +254,7 @@ def train_head(cfg: TrainConfig, ctx, classes: list[str], train_records, val_rec
             break
     net = with_new_classifier(features_of(cfg.base, ctx)[0], len(classes))
     net[2].initialize(ctx=ctx)
-    net(mx.nd.zeros((1, 3, cfg.spec.frames, cfg.spec.crop, cfg.spec.crop), ctx=ctx))  # shapes
+    net(mx.nd.zeros(cfg.spec.clip_shape(), ctx=ctx))  # shapes
     for p, value in zip(net[2].collect_params().values(), best):
         p.set_data(mx.nd.array(value, ctx=ctx))
     state.history.append({"frozen_backbone": True, "head_from_base": start,
