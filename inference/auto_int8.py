@@ -173,9 +173,8 @@ class AutoInt8:
             return
         self.key = Int8Cache.key(classifier)
         self._choice = self.cache.runtime_choice(self.key)
-        if self._choice is not None and self._choice.runtime != classifier.runtime.name:
-            _serve(classifier, _runtime_named(classifier, self._choice.runtime))
-            self._safe = classifier.backend
+        _use_choice(classifier, self._choice)
+        self._safe = classifier.backend
         known = self.cache.outcome(self.key)
         if known is not None and known.passed:
             if use_cached_int8(classifier, self.cache, self.key) is not None:
@@ -388,6 +387,17 @@ def _runtime_named(classifier, name: str):
                         tie_margin=classifier.card.tie_margin, input_shape=classifier.card.input.clip_shape())
 
 
+def _use_choice(classifier, choice: RuntimeChoice | None) -> None:
+    """Serve ``classifier`` on the runtime chosen before, if it is another and can be built."""
+    if choice is None or choice.runtime == classifier.runtime.name:
+        return
+    try:
+        _serve(classifier, _runtime_named(classifier, choice.runtime))
+    except Exception:  # noqa: BLE001 -- e.g. OpenVINO uninstalled since: what serves now goes on
+        log.warning("cannot serve on %s as chosen before (%s); staying on %s", choice.runtime,
+                    choice.reason, classifier.backend, exc_info=True)
+
+
 def _openvino_available() -> bool:
     try:
         import openvino  # noqa: F401
@@ -402,9 +412,7 @@ def use_learnt(classifier, cache: Int8Cache | None = None, key: str | None = Non
     was served with them); the backend it serves on."""
     cache = cache or Int8Cache(default_cache_dir())
     key = key or Int8Cache.key(classifier)
-    choice = cache.runtime_choice(key)
-    if choice is not None and choice.runtime != classifier.runtime.name:
-        _serve(classifier, _runtime_named(classifier, choice.runtime))
+    _use_choice(classifier, cache.runtime_choice(key))
     use_cached_int8(classifier, cache, key)
     return classifier.backend
 

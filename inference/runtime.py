@@ -17,7 +17,9 @@ classes are that close are re-run in fp32.
 ``auto`` picks the fastest correct one: torch int8 where the model directory has a module whose
 top-1 agreement with fp32 was measured ≥ 99% and the CPU has VNNI/AMX-INT8; else torch bf16 on
 a CPU with native bf16 (AMX or AVX512-BF16; predictions agree with MXNet fp32 on ≥ 99% of
-clips, benchmarks/endpoint.py checks), torch fp32 on other CPUs; MXNet on a GPU.
+clips, benchmarks/endpoint.py checks), torch fp32 on other CPUs; MXNet on a GPU. An endpoint
+then learns the rest while serving (``inference.auto_int8``): OpenVINO instead of torch where
+it measures faster on this network and CPU, and int8 where it agrees.
 """
 
 from __future__ import annotations

@@ -70,9 +70,11 @@ def register(sub) -> None:
                             "a checked int8 module (clipwatch quantize) and the CPU has VNNI/AMX, "
                             "else bf16 where the CPU has AMX/AVX512-BF16")
     serve.add_argument("--no-auto-int8", action="store_true",
-                       help="never move to int8 by itself (by default a model served on fp32/bf16 "
-                            "calibrates int8 on the clips it serves and switches once int8 agreed "
-                            "with it on 99%% of 100 later clips and is faster; env CLIPWATCH_AUTO_INT8=off)")
+                       help="never move to OpenVINO or int8 by itself (by default a model served on "
+                            "torch fp32/bf16 times OpenVINO on 6 served clips and moves to it when it "
+                            "agreed and was 1.1x faster, then calibrates int8 on the clips it serves and "
+                            "switches once int8 agreed with it on 99%% of 100 later clips and is faster; "
+                            "env CLIPWATCH_AUTO_INT8=off)")
     serve.add_argument("--decode-workers", type=int, default=None,
                        help="decoding processes (default: one per core; 0 = decode in the request thread)")
     serve.add_argument("--decoder", choices=("pyav", "decord"), default="pyav",
