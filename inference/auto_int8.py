@@ -5,15 +5,16 @@ Most model directories a user brings (and every one ``train`` writes before ``cl
 quantize``) would otherwise run on torch at their safe precision (fp32, or bf16 on AMX) forever.
 While the endpoint serves on that precision, ``AutoInt8`` (one per loaded model):
 
-0. **chooses the runtime**: the first ``runtime_clips`` clips it serves are run again on
+0. **chooses the runtime**: the first ``runtime_clips`` distinct clips it serves are run again on
    OpenVINO at the same precision and timed beside torch's forwards; OpenVINO serves from then
    on when it agreed on every one and was ``runtime_min_speedup`` faster (which runtime wins
    depends on the network and the CPU: README "Speed");
-1. **calibrates**: the next ``calibration_clips`` clips are observed by the int8 calibration
+1. **calibrates**: the next ``calibration_clips`` distinct clips are observed by the int8 calibration
    (``inference.quantize``), one clip per forward, each forward taking the model's lock so live
    requests interleave with it instead of sharing the cores;
 2. **checks**: the clips served after those are run again in int8, and their top-1 compared
-   with what was served (the safe precision's answer), ``check_clips`` of them;
+   with what was served (the safe precision's answer), ``check_clips`` distinct ones: a
+   segment served again counts once, or a load test replaying a handful would pass it;
 3. **switches** only when the top-1 agreed on at least ``MIN_AGREEMENT`` of the checked clips
    and int8 measured faster per clip than the forwards it replaces. Until then every answer is
    the safe precision's: predictions never change class while it learns.
@@ -29,6 +30,7 @@ turns it off.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
@@ -163,6 +165,7 @@ class AutoInt8:
         self.state, self.reason = "off", ""
         self.checked = self.agreed = 0
         self._offers: queue.Queue = queue.Queue(maxsize=2)
+        self._seen: set[bytes] = set()  # digests of the clips the learner took
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.key: str | None = None
@@ -188,10 +191,10 @@ class AutoInt8:
         self._attempt = (known.attempts if known is not None else 0) + 1
         if self._choice is None and settings.runtime_clips > 0 and _openvino_available():
             self._set("choosing", f"serving {self._safe} while OpenVINO is timed against it on "
-                                  f"{settings.runtime_clips} served clips")
+                                  f"{settings.runtime_clips} distinct served clips")
         else:
             self._set("calibrating", f"serving {self._safe} while int8 calibrates on "
-                                     f"{settings.calibration_clips} served clips")
+                                     f"{settings.calibration_clips} distinct served clips")
         self._thread = threading.Thread(target=self._learn, daemon=True, name="auto-int8")
         self._thread.start()
 
@@ -250,12 +253,25 @@ class AutoInt8:
 
     # -- the learner -------------------------------------------------------------------------
     def _take(self):
+        """The next served clips the learner has not seen, with their answers and the served
+        ms per clip: a segment served again (a load test replaying a handful, a client
+        retrying) is one piece of evidence, not one per request."""
         while not self._stop.is_set():
             try:
-                return self._offers.get(timeout=0.5)
+                batch, logits, ms_per_clip = self._offers.get(timeout=0.5)
             except queue.Empty:
                 continue
+            new = [i for i, clip in enumerate(batch) if self._first_time(clip)]
+            if new:
+                return batch[new], logits[new], ms_per_clip
         raise _Stopped
+
+    def _first_time(self, clip: np.ndarray) -> bool:
+        digest = hashlib.blake2b(clip.tobytes(), digest_size=16).digest()  # ~20 ms a clip, here
+        if digest in self._seen:
+            return False
+        self._seen.add(digest)
+        return True
 
     def _calibration_clips(self):
         """The first clip of each served batch, until there are enough."""
@@ -300,7 +316,7 @@ class AutoInt8:
             agreed += int(np.sum(np.argmax(logits, 1) == np.argmax(served, 1)))
         speedup = float(np.median(served_ms) / np.median(other_ms))
         figures = (f"{other.name}-{other.precision} agreed with {self._safe} on {agreed} of {timed} "
-                   f"served clips, {speedup:.2f}x its speed")
+                   f"distinct served clips, {speedup:.2f}x its speed")
         if agreed == timed and speedup >= self.settings.runtime_min_speedup:
             safe, self._safe = self._safe, f"{other.name}-{other.precision}"
             _serve(c, other)
@@ -316,7 +332,7 @@ class AutoInt8:
         self.cache.save_runtime_choice(self.key, choice)
         log.info("runtime: %s", choice.reason)
         self._set("calibrating", f"{choice.reason}; int8 calibrates on {self.settings.calibration_clips} "
-                                 f"served clips")
+                                 f"distinct served clips")
 
     def _calibrate_and_check(self) -> None:
         started = time.monotonic()
@@ -327,7 +343,7 @@ class AutoInt8:
             raise _Stopped
         fast = self.classifier.runtime_like(module)
         self._set("checking", f"serving {self._safe} while int8 is checked against it on "
-                              f"{self.settings.check_clips} served clips")
+                              f"{self.settings.check_clips} distinct served clips")
         need = self.settings.check_clips
         allowed = int(np.floor(need * (1.0 - quantize.MIN_AGREEMENT) + 1e-9))
         safe_ms, fast_ms = [], []
@@ -349,7 +365,7 @@ class AutoInt8:
             calibration_clips=self.settings.calibration_clips,
             calibration_data=f"segments served by {self.classifier.card.version}",
             checked_clips=self.checked, agreement=round(agreement, 4), created_at=utc_now())
-        figures = (f"int8 agreed with {self._safe} on {self.agreed} of {self.checked} served clips "
+        figures = (f"int8 agreed with {self._safe} on {self.agreed} of {self.checked} distinct served clips "
                    f"({agreement:.1%}), {speedup:.2f}x its speed")
         if self.checked < need or agreement < quantize.MIN_AGREEMENT:
             return self._fail(f"{figures}: under the {quantize.MIN_AGREEMENT:.0%} needed; staying on "

@@ -27,16 +27,16 @@ from training.synth import write_activity_segment
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 # speed is the benchmark's; the runtime choice has its own test
-QUICK = dict(calibration_clips=4, check_clips=20, min_speedup=0.0, runtime_clips=0)
+QUICK = dict(calibration_clips=16, check_clips=12, min_speedup=0.0, runtime_clips=0)
 
 
 @pytest.fixture(scope="module")
 def segments(tmp_path_factory) -> list[Path]:
     d = tmp_path_factory.mktemp("int8-media")
     kinds = ["moving_left", "moving_right", "bouncing", "rotating", "zooming_in", "static_scene"]
-    paths = [d / f"seg_{i:05d}.ts" for i in range(len(kinds))]
-    for i, (path, kind) in enumerate(zip(paths, kinds)):
-        write_activity_segment(path, [(kind, 3.0)], seed=40 + i, size=(320, 180))
+    paths = [d / f"seg_{i:05d}.ts" for i in range(36)]  # distinct clips: a replayed one counts once
+    for i, path in enumerate(paths):
+        write_activity_segment(path, [(kinds[i % len(kinds)], 3.0)], seed=40 + i, size=(320, 180))
     return paths
 
 
@@ -89,7 +89,7 @@ def test_the_switch_comes_only_after_int8_agreed_with_what_was_served(segments, 
         assert all(backend == safe for _, backend, _ in seen[:-1])
         assert endpoint.classifier.backend == "torch-int8"
         kept = record(cache)
-        assert kept["passed"] and kept["int8"]["checked_clips"] == 20 and kept["int8"]["agreement"] >= 0.99
+        assert kept["passed"] and kept["int8"]["checked_clips"] == 12 and kept["int8"]["agreement"] >= 0.99
         assert kept["reference"] == safe
         # the clips it checked were these segments: int8 gives the same labels
         assert labels_of(endpoint, segments, 20_000) == served
@@ -118,6 +118,21 @@ def test_the_switch_comes_only_after_int8_agreed_with_what_was_served(segments, 
         rebuilt.close()
 
 
+def test_a_segment_served_again_is_one_clip_of_evidence(segments, tmp_path, cache):
+    endpoint = endpoint_for(segments, tmp_path)
+    try:
+        for n in range(12):  # a load test replaying one segment
+            endpoint.invoke(InvocationRequest(uri=str(segments[0]), stream_id="cam", sequence=n))
+        wait_until(lambda: endpoint.active.int8._offers.empty(), "the learner to take the offers")
+        assert endpoint.active.int8.state == "calibrating"  # 16 distinct clips are needed
+        assert len(endpoint.active.int8._seen) == 1
+        serve_until_settled(endpoint, segments)
+        assert endpoint.active.int8.state == "int8" and record(cache)["int8"]["checked_clips"] == 12
+        assert len(endpoint.active.int8._seen) == 16 + 12
+    finally:
+        endpoint.close()
+
+
 class Wrong:
     """A runtime that gets every clip wrong: its top-1 is the served one's neighbour."""
 
@@ -141,7 +156,7 @@ def test_a_failed_check_never_switches_and_is_not_retried_beyond_the_flag(segmen
         assert {backend for _, backend, _ in seen} <= {safe}
         assert labels_of(endpoint, segments, 20_000) == served  # the answers never changed
         reason = endpoint.active.precision["reason"]
-        assert f"int8 agreed with {safe} on 0 of 1 served clips" in reason and "staying on" in reason
+        assert f"int8 agreed with {safe} on 0 of 1 distinct served clips" in reason and "staying on" in reason
     finally:
         endpoint.close()
     kept = record(cache)
@@ -193,7 +208,7 @@ def test_openvino_serves_only_once_it_agreed_and_was_faster_and_the_choice_is_ke
         assert labels_of(endpoint, segments, 20_000) == expected
         choice = json.loads((cache / endpoint.active.int8.key / "runtime.json").read_text())
         agreed = 0 if openvino_wrong else 3
-        assert choice["runtime"] == chosen and f"agreed with {safe} on {agreed} of 3 served clips" in choice["reason"]
+        assert choice["runtime"] == chosen and f"agreed with {safe} on {agreed} of 3 distinct served clips" in choice["reason"]
         assert record(cache)["reference"] == then  # int8 was checked against what served
     finally:
         endpoint.close()
@@ -253,7 +268,7 @@ def test_ping_and_metrics_say_which_precision_serves_and_why(segments, tmp_path,
 
     settings = Settings.from_env({"CLIPWATCH_STORE": f"sqlite:///{tmp_path / 'preds.db'}",
                                   "CLIPWATCH_ALLOWED_DIRS": str(segments[0].parent),
-                                  "CLIPWATCH_AUTO_INT8_CALIBRATION_CLIPS": "4",
+                                  "CLIPWATCH_AUTO_INT8_CALIBRATION_CLIPS": "16",
                                   "CLIPWATCH_AUTO_INT8_CHECK_CLIPS": "12",
                                   "CLIPWATCH_AUTO_INT8_MIN_SPEEDUP": "0",
                                   "CLIPWATCH_AUTO_INT8_RUNTIME_CLIPS": "2",
