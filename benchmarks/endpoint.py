@@ -14,9 +14,10 @@ HTTP on loopback, called through boto3's own ``sagemaker-runtime`` client.
 
 0. **Learning.** The endpoint (`clipwatch serve`, its own process, default settings: PyAV
    decoding in worker processes, batching, no int8 module made beforehand) starts on its safe
-   precision and learns int8 from what it serves (``inference.auto_int8``, with an int8 cache of
-   its own, so every run starts from nothing): benchmark segments are sent one at a time until it
-   switched or refused, and how many and how long that took is recorded.
+   precision and learns its runtime and int8 from what it serves (``inference.auto_int8``, with
+   a cache of its own, so every run starts from nothing): distinct segments cut from real
+   footage (not the timed ones: a segment served again counts once) are sent one at a time
+   until it settled, and how many and how long that took, and what it chose, are recorded.
 1. **Low-load latency.** Sequential requests: per-phase server timings and the client's wall
    latency, median and p90.
 2. **Sustained throughput.** C clients at once (enough to keep the endpoint saturated), each
@@ -65,7 +66,7 @@ from agreement import measure_agreement, measure_real_agreement
 from clipwatch.localstack import LocalAws
 from harness import (BUCKET, NUM_CLASSES, SEGMENT, RssSampler, ServerProcess, build_r50_model_dir,
                      calibrate_int8, console, invoke, percentiles, progress, runtime_client, save_results,
-                     upload_footage, upload_segments)
+                     upload_footage, upload_learning_segments, upload_segments)
 from inference.auto_int8 import LEARNING
 from inference.decode import scaled_size
 from inference.model import InputSpec, ModelCard
@@ -83,7 +84,7 @@ BARS = {"r50": {"throughput_ratio": 10.0, "median_latency_ms": 300.0, "agreement
 EXAMPLE = """\
 example (a quick check, then the default run, then another runtime for comparison):
   .venv/bin/python benchmarks/endpoint.py --segments 2 --requests 3 --throughput-requests 4 \\
-      --baseline-requests 2 --agreement-clips-per-class 3 --repeats 1 --learn-requests 2
+      --baseline-requests 2 --agreement-clips-per-class 3 --repeats 1 --learn-requests 2 --learn-segments 2
   .venv/bin/python benchmarks/endpoint.py                       # = make bench (→ .cache/benchmarks/)
   .venv/bin/python benchmarks/endpoint.py --out benchmarks/results/endpoint.json   # record the figures
   .venv/bin/python benchmarks/endpoint.py --serve-args="--precision bf16" \\
@@ -127,7 +128,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3,
                    help="rounds of latency, throughput and baseline (3): medians reported")
     p.add_argument("--learn-requests", type=int, default=400,
-                   help="at most this many requests while the endpoint learns int8 (400)")
+                   help="at most this many requests while the endpoint learns its runtime and int8 (400)")
+    p.add_argument("--learn-segments", type=int, default=140,
+                   help="distinct real-footage segments it learns from (140: 6 to time OpenVINO, "
+                        "16 to calibrate, 100 to check, and spares for the ones it misses while busy)")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON results file, a .png beside it (default .cache/benchmarks/endpoint.json "
                         "or endpoint-kinetics400.json; the README's figures are in benchmarks/results/)")
@@ -435,14 +439,15 @@ def main(argv=None) -> int:
                 frames = upload_footage(workdir / "segments")
                 keys = list(frames)
                 model_dir = fetch("kinetics400", progress=False)
-            # the endpoint learns int8 from nothing (its own cache), and the agreement check
-            # below reads what it learnt
+            # the endpoint learns its runtime and int8 from nothing (its own cache), on distinct
+            # segments other than the timed ones; the agreement check below reads what it learnt
             os.environ["CLIPWATCH_INT8_CACHE"] = str(workdir / "int8")
+            learn_keys = upload_learning_segments(workdir / "learn", args.learn_segments)
             with console.status("building the baseline network (imperative, not hybridized)"):
                 net, spec = baseline_network(args.model, model_dir)
             rounds, sequence = [], 0
             with ServerProcess(model_dir, workdir, shlex.split(args.serve_args)) as server:
-                learning = learn_precision(server, keys, args.learn_requests)
+                learning = learn_precision(server, learn_keys, args.learn_requests)
                 info = server.ping()
                 rss_idle = server.rss_mb()
                 for r in range(args.repeats):

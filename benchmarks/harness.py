@@ -89,6 +89,32 @@ def upload_footage(workdir: Path) -> dict[str, int]:
     return frames
 
 
+def upload_learning_segments(workdir: Path, count: int, seconds: float = 3.0) -> list[str]:
+    """``count`` distinct 640×360 segments for the endpoint to learn its fast path from:
+    windows of every real clip (clipwatch.footage) at evenly spaced starts. The endpoint counts
+    a segment served again once (inference.auto_int8), so the timed segments cannot teach it."""
+    from clipwatch import footage
+
+    lengths = {name: footage.probe(footage.clip(name))["duration"] for name in footage.CLIPS}
+    spare = {name: max(0.0, d - seconds) for name, d in lengths.items()}
+    step = sum(spare.values()) / max(1, count - len(spare))
+    windows = [(name, i * step) for name in footage.CLIPS
+               for i in range(int(spare[name] / step) + 1)][:count]
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    keys = []
+    with progress() as bar:
+        task = bar.add_task("cutting real footage into segments to learn from + uploading", total=len(windows))
+        for name, start in windows:
+            path = footage.segment(name, workdir / f"learn-{name}-{start:06.2f}.ts", size=(640, 360),
+                                   start=start, seconds=min(seconds, lengths[name]))
+            key = f"learn/{path.name}"
+            s3.upload_file(str(path), BUCKET, key)
+            keys.append(key)
+            bar.advance(task)
+    return keys
+
+
 def build_r50_model_dir(out: Path) -> Path:
     """The production network shape with random weights: timing does not depend on weights."""
     from inference.model import InputSpec, ModelCard, build_i3d, save_model_dir

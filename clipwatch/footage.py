@@ -102,11 +102,14 @@ def _h264(fps: float, size: tuple[int, int] | None) -> list[str]:
                     "-keyint_min", str(gop), "-sc_threshold", "0", "-an"]
 
 
-def segment(name: str, out: Path, size: tuple[int, int] | None = None) -> Path:
-    """Clip ``name`` as one MPEG-TS segment (at its own size unless ``size`` is given)."""
+def segment(name: str, out: Path, size: tuple[int, int] | None = None, start: float = 0.0,
+            seconds: float | None = None) -> Path:
+    """Clip ``name`` as one MPEG-TS segment (at its own size unless ``size`` is given); or
+    ``seconds`` of it from ``start``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     src = clip(name)
-    subprocess.run([ffmpeg(), "-loglevel", "error", "-y", "-i", str(src),
+    window = (["-ss", f"{start:.3f}"] if start else []) + (["-t", f"{seconds:.3f}"] if seconds else [])
+    subprocess.run([ffmpeg(), "-loglevel", "error", "-y", *window, "-i", str(src),
                     *_h264(probe(src)["fps"], size), "-f", "mpegts", str(out)], check=True)
     return out
 
