@@ -102,3 +102,15 @@ def test_pyav_reads_mp4_too(tmp_path):
 def test_unknown_decoder_is_refused(media):
     with pytest.raises(ValueError, match="unknown decoder"):
         decode_clips(media["segment"].read_bytes(), ClipSampler(), decoder="opencv")
+
+
+def test_a_window_of_real_footage_is_a_segment_of_its_own(tmp_path):
+    """What the endpoint benchmark learns from: distinct windows of the same real clip."""
+    from clipwatch import footage
+
+    windows = [footage.segment("basketball", tmp_path / f"w{start}.ts", size=(320, 180), start=start, seconds=3.0)
+               for start in (0.0, 4.0)]
+    for path in windows:
+        info = footage.probe(path)
+        assert (info["width"], info["height"]) == (320, 180) and abs(info["duration"] - 3.0) < 0.2
+    assert windows[0].read_bytes() != windows[1].read_bytes()
