@@ -155,7 +155,7 @@ def learn_precision(server: ServerProcess, keys: list[str], limit: int) -> dict:
     client = runtime_client(server.url)
     started, sent = time.perf_counter(), 0
     with progress() as bar:
-        task = bar.add_task("endpoint: serving while it learns int8", total=None)
+        task = bar.add_task("endpoint: serving while it learns its runtime and int8", total=None)
         while server.ping()["precision"]["auto_int8"] in LEARNING and sent < limit:
             invoke(client, keys[sent % len(keys)], 1_000_000 + sent)
             sent += 1
