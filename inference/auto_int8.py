@@ -47,6 +47,7 @@ from clipwatch.config import AutoInt8Settings
 from clipwatch.records import utc_now
 
 from . import quantize
+from .runtime import importable
 
 log = logging.getLogger("clipwatch.int8")
 
@@ -189,7 +190,7 @@ class AutoInt8:
                                 f"CLIPWATCH_AUTO_INT8_ATTEMPTS={settings.attempts} attempts used)")
             return
         self._attempt = (known.attempts if known is not None else 0) + 1
-        if self._choice is None and settings.runtime_clips > 0 and _openvino_available():
+        if self._choice is None and settings.runtime_clips > 0 and importable("openvino"):
             self._set("choosing", f"serving {self._safe} while OpenVINO is timed against it on "
                                   f"{settings.runtime_clips} distinct served clips")
         else:
@@ -302,22 +303,10 @@ class AutoInt8:
             return self._chose(RuntimeChoice(runtime=c.runtime.name, created_at=utc_now(),
                                              reason=f"OpenVINO could not run this model ({exc.__class__.__name__}: "
                                                     f"{str(exc)[:200]}); serving {self._safe}"))
-        served_ms, other_ms, timed, agreed = [], [], 0, 0
-        while timed < need:
-            batch, served, ms = self._take()
-            with c.exclusive():
-                if not timed:
-                    other.forward(batch[:1])  # its first inference allocates: not timed
-                started = time.perf_counter()
-                logits, _ = other.forward(batch)
-                other_ms.append((time.perf_counter() - started) * 1000.0 / len(batch))
-            served_ms.append(ms)
-            timed += len(batch)
-            agreed += int(np.sum(np.argmax(logits, 1) == np.argmax(served, 1)))
-        speedup = float(np.median(served_ms) / np.median(other_ms))
-        figures = (f"{other.name}-{other.precision} agreed with {self._safe} on {agreed} of {timed} "
-                   f"distinct served clips, {speedup:.2f}x its speed")
-        if agreed == timed and speedup >= self.settings.runtime_min_speedup:
+        speedup = self._side_by_side(other, need, allowed=need, warm_up=True)
+        figures = (f"{other.name}-{other.precision} agreed with {self._safe} on {self.agreed} of "
+                   f"{self.checked} distinct served clips, {speedup:.2f}x its speed")
+        if self.agreed == self.checked and speedup >= self.settings.runtime_min_speedup:
             safe, self._safe = self._safe, f"{other.name}-{other.precision}"
             _serve(c, other)
             return self._chose(RuntimeChoice(runtime=other.name, speedup=round(speedup, 3),
@@ -326,6 +315,29 @@ class AutoInt8:
         self._chose(RuntimeChoice(runtime=c.runtime.name, speedup=round(speedup, 3), created_at=utc_now(),
                                   reason=f"{figures} (needs {self.settings.runtime_min_speedup}x and every "
                                          f"clip): staying on {self._safe}"))
+
+    def _side_by_side(self, other, need: int, allowed: int, warm_up: bool = False) -> float:
+        """Run ``other`` on the next ``need`` distinct served clips, each right after it was
+        served: ``checked`` and ``agreed`` count them (top-1 the same as served), stopping once
+        more than ``allowed`` differ. The served forwards' speed over ``other``'s (median ms per
+        clip, both timed inside the model's lock)."""
+        self.checked = self.agreed = 0
+        served_ms, other_ms = [], []
+        while self.checked < need:
+            batch, served, ms = self._take()
+            batch, served = batch[:need - self.checked], served[:need - self.checked]
+            with self.classifier.exclusive():
+                if warm_up and not other_ms:
+                    other.forward(batch[:1])  # its first inference allocates: not timed
+                started = time.perf_counter()
+                logits, _ = other.forward(batch)
+                other_ms.append((time.perf_counter() - started) * 1000.0 / len(batch))
+            served_ms.append(ms)
+            self.checked += len(batch)
+            self.agreed += int(np.sum(np.argmax(logits, 1) == np.argmax(served, 1)))
+            if self.checked - self.agreed > allowed:
+                break  # the bound cannot be reached any more
+        return float(np.median(served_ms) / np.median(other_ms))
 
     def _chose(self, choice: RuntimeChoice) -> None:
         self._choice = choice
@@ -346,21 +358,8 @@ class AutoInt8:
                               f"{self.settings.check_clips} distinct served clips")
         need = self.settings.check_clips
         allowed = int(np.floor(need * (1.0 - quantize.MIN_AGREEMENT) + 1e-9))
-        safe_ms, fast_ms = [], []
-        while self.checked < need:
-            batch, served, served_ms = self._take()
-            batch, served = batch[:need - self.checked], served[:need - self.checked]
-            with self.classifier.exclusive():
-                t = time.perf_counter()
-                logits, _ = fast.forward(batch)
-                fast_ms.append((time.perf_counter() - t) * 1000.0 / len(batch))
-            safe_ms.append(served_ms)
-            self.checked += len(batch)
-            self.agreed += int(np.sum(np.argmax(logits, 1) == np.argmax(served, 1)))
-            if self.checked - self.agreed > allowed:
-                break  # the bound cannot be reached any more
+        speedup = self._side_by_side(fast, need, allowed)
         agreement = self.agreed / self.checked
-        speedup = float(np.median(safe_ms) / np.median(fast_ms))
         record = quantize.Int8Record(
             calibration_clips=self.settings.calibration_clips,
             calibration_data=f"segments served by {self.classifier.card.version}",
@@ -412,14 +411,6 @@ def _use_choice(classifier, choice: RuntimeChoice | None) -> None:
     except Exception:  # noqa: BLE001 -- e.g. OpenVINO uninstalled since: what serves now goes on
         log.warning("cannot serve on %s as chosen before (%s); staying on %s", choice.runtime,
                     choice.reason, classifier.backend, exc_info=True)
-
-
-def _openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def use_learnt(classifier, cache: Int8Cache | None = None, key: str | None = None) -> str:

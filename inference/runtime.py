@@ -265,7 +265,7 @@ def resolve(runtime: str = "auto", precision: str = "auto", gpu: bool = False) -
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if runtime == "auto":
-        runtime = "mxnet" if gpu or not _torch_available() else "torch"
+        runtime = "mxnet" if gpu or not importable("torch") else "torch"
     if runtime == "openvino":
         if precision == "int8":
             raise ValueError("the openvino runtime serves fp32 or bf16")
@@ -286,9 +286,12 @@ def _nvidia_device_present() -> bool:
     return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia").exists()
 
 
-def _torch_available() -> bool:
+def importable(module: str) -> bool:
+    """Whether an optional runtime's package is installed (importing it, as using it would)."""
+    import importlib
+
     try:
-        import torch  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
         return False
     return True
